@@ -158,17 +158,14 @@ class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     experiment: str | None = None
     """Name of the experiment file in conf/experiment applied on top of the defaults."""
-    run_dir: str = "runs/${experiment_name:${experiment}}"
-    """Where checkpoints, logs and the resolved config go."""
+    run_dir: str | None = None
+    """Where checkpoints, logs and the resolved config go; default `runs/<experiment or "default">`."""
     seed: int = 0
     """Global seed (model init, generation)."""
     resume: str | None = None
     """A checkpoint path, or `auto` for the latest checkpoint in `run_dir`."""
     print_config: bool = False
     """Print the resolved config and exit."""
-
-
-OmegaConf.register_new_resolver("experiment_name", lambda name: name or "default", replace=True)
 
 
 class ConfigError(ValueError):
@@ -208,6 +205,7 @@ def compose(overrides: list[str] | None = None, conf_dir: Path | str = CONF_DIR)
         config: Config = OmegaConf.to_object(OmegaConf.merge(schema, resolved))
     except OmegaConfBaseException as err:
         raise ConfigError(_explain(err, "the resolved config")) from None
+    config.run_dir = config.run_dir or f"runs/{config.experiment or 'default'}"
     validate(config)
     return config
 

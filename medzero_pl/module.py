@@ -151,16 +151,20 @@ class GRPOModule(LightningModule):
         self.last_rollouts = {"prompts": prompts, "completions": rollouts.texts, "rewards": scored.total}
 
     def _optimise(self, inputs: dict[str, torch.Tensor], advantages: torch.Tensor) -> dict[str, torch.Tensor]:
-        """mu passes of micro-batched forward/backward, one optimizer step per pass."""
+        """mu passes of micro-batched forward/backward, one optimizer step per pass.
+
+        Micro-batches follow TRL's gradient accumulation: each micro-batch loss is divided by their number, and
+        `dapo` normalises by the active tokens of the whole generation batch (passed per micro-batch share).
+        """
         g = self.grpo
         opt = self.optimizers()
         sched = self.lr_schedulers()
         mask = inputs["completion_mask"]
         if g.mask_truncated_completions:
             mask = mask * (~inputs["truncated"]).unsqueeze(1)
-        n_rows = mask.shape[0]
+        slices = [slice(i, i + g.micro_batch_size) for i in range(0, mask.shape[0], g.micro_batch_size)]
+        n_micro = len(slices)
         active_tokens = mask.sum().clamp(min=1)
-        slices = [slice(i, i + g.micro_batch_size) for i in range(0, n_rows, g.micro_batch_size)]
 
         old_logp = ref_logp = None
         with torch.no_grad():
@@ -185,14 +189,14 @@ class GRPOModule(LightningModule):
                     epsilon_high=g.epsilon_high,
                     loss_type=g.loss_type,
                     max_completion_length=g.max_completion_length,
-                    num_active_tokens=active_tokens,
-                    num_rows=n_rows,
+                    num_active_tokens=active_tokens / n_micro,
                     entropy=entropy,
                     entropy_coef=g.entropy_coef,
                 )
-                self.manual_backward(loss)
-                weight = mask[s].sum().item() / active_tokens.item()
-                sums["loss"] = sums.get("loss", 0.0) + loss.item()
+                self.manual_backward(loss / n_micro)
+                # Token-weighted, so the logged value is the masked mean over the whole generation batch.
+                weight = (mask[s].sum() / active_tokens).item()
+                sums["loss"] = sums.get("loss", 0.0) + loss.item() / n_micro
                 for k, v in metrics.items():
                     sums[k] = sums.get(k, 0.0) + v.item() * weight
             if self.optim.grad_clip > 0:
@@ -213,7 +217,7 @@ class GRPOModule(LightningModule):
         logits = model(input_ids=ids, attention_mask=attn, use_cache=False, logits_to_keep=n_completion + 1).logits
         logits = logits[:, :-1, :]  # (B, Lc, V): the logit at t predicts token t+1
         logp = completion_logprobs(logits, completion_ids, self.grpo.temperature)
-        entropy = token_entropy(logits / self.grpo.temperature) if with_entropy else None
+        entropy = token_entropy(logits, self.grpo.temperature) if with_entropy else None
         return logp, entropy
 
     def _pack(self, prompt_ids: list[list[int]], rollouts: Rollouts) -> dict[str, torch.Tensor]:

@@ -1,0 +1,158 @@
+"""Per-token log-probabilities and entropies of sampled tokens, without a full float32 log-softmax.
+
+At a 150k vocabulary, an fp32 log-softmax over every completion position costs more memory than the model's bf16
+logits. Both functions here walk the logits a block of rows at a time: a row's log-softmax is never stored, only
+`z[index] - logsumexp(z)` (and the entropy), each row in float32 whatever the logits' dtype.
+
+Departures from TRL's `selective_log_softmax` (`trl/trainer/utils.py`), which loops per batch row and, for bf16, keeps
+bf16 log-softmax rows alive for backward:
+- One code path for every dtype: each block is upcast to float32 and the result is float32 (TRL returns bf16 for bf16).
+- A custom backward recomputes each block's softmax from the saved logits and log-normaliser, so autograd never keeps
+  the per-block float32 copies either. Peak extra memory is one block plus the gradient of the logits.
+- The temperature is applied inside the block, so no temperature-scaled copy of the logits is made.
+"""
+
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+CHUNK_NUMEL = 1 << 24
+"""Float32 elements per block (64 MiB): about 110 rows at a 152k vocabulary."""
+
+
+def _blocks(logits: Tensor, chunk_rows: int | None):
+    """Yield `(b, rows)` covering a `(B, T, V)` tensor, `rows` a slice of at most `chunk_rows` positions."""
+    batch, time, vocab = logits.shape
+    step = chunk_rows or max(1, CHUNK_NUMEL // vocab)
+    for b in range(batch):
+        for start in range(0, time, step):
+            yield b, slice(start, min(start + step, time))
+
+
+def _as_3d(logits: Tensor) -> Tensor:
+    """View `(..., T, V)` as `(B, T, V)`; slices like `logits[:, P - 1 : -1]` stay views (no copy)."""
+    if logits.dim() < 2:
+        raise ValueError(f"logits must have at least 2 dims (..., V), got shape {tuple(logits.shape)}")
+    return logits.unsqueeze(0) if logits.dim() == 2 else logits.reshape(-1, *logits.shape[-2:])
+
+
+class _SelectiveLogSoftmax(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, logits: Tensor, index: Tensor, temperature: float, chunk_rows: int | None) -> Tensor:
+        x = _as_3d(logits)  # (B, T, V)
+        idx = index.reshape(x.shape[:2])  # (B, T)
+        dtype = torch.promote_types(logits.dtype, torch.float32)
+        out = x.new_empty(x.shape[:2], dtype=dtype)  # (B, T)
+        lse = torch.empty_like(out)  # (B, T)
+        for b, rows in _blocks(x, chunk_rows):
+            z = x[b, rows].to(dtype) / temperature  # (c, V)
+            lse[b, rows] = z.logsumexp(-1)
+            out[b, rows] = z.gather(-1, idx[b, rows, None]).squeeze(-1) - lse[b, rows]
+        ctx.save_for_backward(logits, index, lse)
+        ctx.temperature, ctx.chunk_rows = temperature, chunk_rows
+        return out.reshape(index.shape)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out: Tensor):
+        logits, index, lse = ctx.saved_tensors
+        x = _as_3d(logits)  # (B, T, V)
+        idx, g = index.reshape(x.shape[:2]), grad_out.reshape(x.shape[:2])  # (B, T)
+        grad = torch.empty(x.shape, dtype=logits.dtype, device=logits.device)  # (B, T, V)
+        for b, rows in _blocks(x, ctx.chunk_rows):
+            z = x[b, rows].to(lse.dtype) / ctx.temperature  # (c, V)
+            # d(z_i - lse)/dz = onehot(i) - softmax(z); chain through z = logits / T
+            dz = (z - lse[b, rows, None]).exp_().mul_(-g[b, rows, None])
+            dz.scatter_add_(-1, idx[b, rows, None], g[b, rows, None])
+            grad[b, rows] = dz.div_(ctx.temperature)
+        return grad.reshape(logits.shape), None, None, None
+
+
+class _TokenEntropy(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, logits: Tensor, temperature: float, chunk_rows: int | None) -> Tensor:
+        x = _as_3d(logits)  # (B, T, V)
+        dtype = torch.promote_types(logits.dtype, torch.float32)
+        ent = x.new_empty(x.shape[:2], dtype=dtype)  # (B, T)
+        for b, rows in _blocks(x, chunk_rows):
+            logp = torch.log_softmax(x[b, rows].to(dtype) / temperature, dim=-1)  # (c, V), one block only
+            ent[b, rows] = -(logp.exp() * logp).sum(-1)
+        ctx.save_for_backward(logits, ent)
+        ctx.temperature, ctx.chunk_rows = temperature, chunk_rows
+        return ent.reshape(logits.shape[:-1])
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out: Tensor):
+        logits, ent = ctx.saved_tensors
+        x = _as_3d(logits)  # (B, T, V)
+        g = grad_out.reshape(x.shape[:2])  # (B, T)
+        grad = torch.empty(x.shape, dtype=logits.dtype, device=logits.device)  # (B, T, V)
+        for b, rows in _blocks(x, ctx.chunk_rows):
+            logp = torch.log_softmax(x[b, rows].to(ent.dtype) / ctx.temperature, dim=-1)  # (c, V)
+            # dH/dz_v = -p_v (log p_v + H)
+            dz = -(logp.exp() * (logp + ent[b, rows, None])) * g[b, rows, None]
+            grad[b, rows] = dz / ctx.temperature
+        return grad.reshape(logits.shape), None, None
+
+
+def selective_log_softmax(
+    logits: Tensor, index: Tensor, temperature: float = 1.0, chunk_rows: int | None = None
+) -> Tensor:
+    """`log_softmax(logits / temperature).gather(-1, index)` in float32, one block of rows at a time.
+
+    Args:
+        logits: `(..., V)` logits in any float dtype.
+        index: `(...)` token ids to score.
+        temperature: the sampling temperature the logits are divided by.
+        chunk_rows: rows per block; by default as many as fit `CHUNK_NUMEL` float32 elements.
+
+    Returns:
+        `(...)` log-probabilities, float32 (float64 for float64 logits).
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    if index.shape != logits.shape[:-1]:
+        raise ValueError(f"index shape {tuple(index.shape)} must be logits shape without V {tuple(logits.shape)}")
+    return _SelectiveLogSoftmax.apply(logits, index.long(), float(temperature), chunk_rows)
+
+
+def completion_logprobs(logits: Tensor, completion_ids: Tensor, temperature: float) -> Tensor:
+    """Log-probs of the sampled completion tokens under the sampling distribution.
+
+    `logits[:, t]` must already predict `completion_ids[:, t]`: for a causal LM run on `cat([prompt, completion])`,
+    that is `out.logits[:, P - 1 : -1]` (or `logits_to_keep=C + 1` and `[:, :-1]`). Dividing by the rollout temperature
+    makes the ratio to the sampler's log-probs 1 on-policy, as in TRL.
+
+    Args:
+        logits: `(B, C, V)` aligned logits.
+        completion_ids: `(B, C)` sampled ids; padded positions are scored too and must be masked by the caller.
+        temperature: the rollout sampling temperature.
+
+    Returns:
+        `(B, C)` float32 log-probs.
+    """
+    if logits.dim() != 3 or completion_ids.shape != logits.shape[:2]:
+        raise ValueError(
+            f"expected logits (B, C, V) and completion_ids (B, C), got {tuple(logits.shape)} and "
+            f"{tuple(completion_ids.shape)}"
+        )
+    return selective_log_softmax(logits, completion_ids, temperature)
+
+
+def token_entropy(logits: Tensor, temperature: float = 1.0, chunk_rows: int | None = None) -> Tensor:
+    """Entropy (nats) of `softmax(logits / temperature)` per position, float32, one block of rows at a time.
+
+    Differentiable, so it can serve as an entropy bonus as well as a logged statistic.
+
+    Args:
+        logits: `(..., V)` logits in any float dtype.
+        temperature: the sampling temperature (TRL logs the entropy of the tempered distribution).
+        chunk_rows: rows per block; by default as many as fit `CHUNK_NUMEL` float32 elements.
+
+    Returns:
+        `(...)` entropies.
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    return _TokenEntropy.apply(logits, float(temperature), chunk_rows)

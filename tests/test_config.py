@@ -1,0 +1,129 @@
+"""The config is composed from conf/, validated up front, and explains every mistake by name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from medzero_pl.config import CONF_DIR, ConfigError, compose
+from medzero_pl.fit import main
+
+EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
+
+
+def test_default_config_is_the_embedded_demo():
+    cfg = compose([])
+    assert cfg.model.name_or_path == "smollm2-135m-instruct"
+    assert cfg.data.sources and cfg.data.sources[0].path.startswith("medzero_pl:")
+    assert cfg.rewards, "the default run needs rewards"
+    assert cfg.trainer.accelerator == "cpu"
+    assert cfg.run_dir == "runs/default"
+
+
+def test_dotted_overrides_and_group_choices_apply():
+    cfg = compose(["grpo.beta=0.04", "grpo.num_generations=8", "prompt=diagnosis_zero", "run_dir=/tmp/x"])
+    assert cfg.grpo.beta == 0.04 and cfg.grpo.num_generations == 8
+    assert cfg.run_dir == "/tmp/x"
+    assert "diagnos" in (cfg.prompt.user + (cfg.prompt.system or "")).lower()
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_every_experiment_composes_and_validates(name):
+    cfg = compose([f"experiment={name}"])
+    assert cfg.experiment == name
+    assert cfg.run_dir == f"runs/{name}"
+
+
+def test_rarearena_experiment_carries_the_seed_settings():
+    cfg = compose(["experiment=rarearena_1.5b"])
+    assert cfg.model.name_or_path == "Qwen/Qwen2.5-1.5B-Instruct"
+    assert (cfg.optim.lr, cfg.grpo.num_generations, cfg.data.prompts_per_step) == (3e-7, 16, 8)
+    assert (cfg.grpo.beta, cfg.grpo.entropy_coef, cfg.grpo.max_completion_length) == (0.001, 0.001, 1024)
+
+
+def test_medical_r1_zero_experiment_carries_the_seed_settings():
+    cfg = compose(["experiment=medqa_usmle"])
+    assert cfg.model.name_or_path == "FreedomIntelligence/HuatuoGPT-o1-7B"
+    assert (cfg.optim.lr, cfg.optim.scheduler, cfg.grpo.num_generations) == (2e-5, "cosine", 3)
+    assert cfg.grpo.max_completion_length == 8192 and cfg.trainer.devices == 4
+
+
+def test_unknown_key_names_the_key_and_the_closest_valid_names():
+    with pytest.raises(ConfigError) as err:
+        compose(["grpo.num_generation=3"])
+    message = str(err.value)
+    assert "grpo.num_generation'" in message
+    assert "grpo.num_generations" in message
+
+
+def test_unknown_top_level_key_is_rejected():
+    with pytest.raises(ConfigError, match="unknown key 'sed'.*seed"):
+        compose(["sed=3"])
+
+
+def test_wrong_type_names_the_key():
+    with pytest.raises(ConfigError, match="grpo.num_generations"):
+        compose(["grpo.num_generations=many"])
+
+
+def test_unknown_group_choice_lists_what_exists():
+    with pytest.raises(ConfigError, match=r"data=dataset9.*dataset1"):
+        compose(["data=dataset9"])
+
+
+def test_override_without_equals_sign_is_explained():
+    with pytest.raises(ConfigError, match="expected key=value"):
+        compose(["grpo.beta"])
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("grpo.num_generations=1", "at least 2"),
+        ("grpo.loss_type=ppo", "grpo.loss_type='ppo'"),
+        ("grpo.scale_rewards=rank", "grpo.scale_rewards"),
+        ("grpo.micro_batch_size=3", "does not divide the generation batch"),
+        ("data.curriculum=random", "data.curriculum"),
+    ],
+)
+def test_bad_settings_fail_at_start_up(override, message):
+    with pytest.raises(ConfigError, match=message):
+        compose([override])
+
+
+def test_all_problems_are_reported_together():
+    with pytest.raises(ConfigError) as err:
+        compose(["grpo.num_generations=1", "grpo.loss_type=ppo"])
+    assert "at least 2" in str(err.value) and "ppo" in str(err.value)
+
+
+def test_print_config_prints_the_resolved_yaml_and_exits(capsys):
+    assert main(["print_config=true", "grpo.beta=0.5"]) == 0
+    out = capsys.readouterr().out
+    assert "beta: 0.5" in out and "name_or_path: smollm2-135m-instruct" in out
+
+
+def test_help_lists_every_field_with_its_meaning(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "grpo.num_generations=4" in out and "a group" in out.lower()
+
+
+def test_bad_override_exits_with_a_message_not_a_traceback(capsys):
+    assert main(["grpo.num_generation=3"]) == 2
+    assert "did you mean" in capsys.readouterr().err.lower()
+
+
+def test_yaml_group_file_can_be_given_by_path(tmp_path: Path):
+    custom = tmp_path / "mymodel.yaml"
+    custom.write_text("name_or_path: /models/mine\ndtype: bfloat16\n")
+    cfg = compose([f"model={custom}"])
+    assert cfg.model.name_or_path == "/models/mine"
+
+
+def test_unknown_key_inside_a_yaml_file_names_the_file(tmp_path: Path):
+    custom = tmp_path / "bad.yaml"
+    custom.write_text("name_or_path: x\nd_type: bfloat16\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml.*model.d_type.*model.dtype"):
+        compose([f"model={custom}"])
