@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import random
 import time
+from dataclasses import asdict, is_dataclass
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,7 @@ import torch
 from lightning.pytorch import LightningModule
 
 from medzero_pl.config import GRPOConfig, ModelConfig, OptimConfig
+from medzero_pl.data.datamodule import collate
 from medzero_pl.grpo import completion_logprobs, group_advantages, grpo_loss, token_entropy
 from medzero_pl.models import load_causal_lm, load_tokenizer
 from medzero_pl.rewards import RewardSpec, build_rewards
@@ -48,7 +50,16 @@ class GRPOModule(LightningModule):
         self.grpo = grpo or GRPOConfig()
         self.optim = optim or OptimConfig()
         self.seed = seed
-        self.save_hyperparameters()
+        # Plain containers only, so checkpoints load with torch.load(weights_only=True).
+        self.save_hyperparameters(
+            {
+                "model": asdict(self.model_config),
+                "grpo": asdict(self.grpo),
+                "optim": asdict(self.optim),
+                "rewards": [asdict(r) if is_dataclass(r) else dict(r) for r in rewards or []],
+                "seed": seed,
+            }
+        )
         self.automatic_optimization = False
         self.reward_set = build_rewards(rewards or [])
         self.tokenizer = load_tokenizer(self.model_config.name_or_path)
@@ -61,7 +72,7 @@ class GRPOModule(LightningModule):
     def configure_model(self) -> None:
         if self.policy is not None:
             return
-        self.policy = load_causal_lm(self.model_config.name_or_path, dtype=self.model_config.dtype)
+        self.policy = load_causal_lm(self.model_config.name_or_path, dtype=self.model_config.dtype).train()
         if self.model_config.gradient_checkpointing:
             self.policy.gradient_checkpointing_enable()
         if self.grpo.beta > 0:
@@ -86,6 +97,15 @@ class GRPOModule(LightningModule):
     def on_fit_start(self) -> None:
         if self.reference is not None:
             self.reference.to(self.device)
+        items = getattr(self.trainer.datamodule, "train_items", None)
+        if items:
+            self.check_rewards(collate(items[:2]))
+
+    def check_rewards(self, batch: dict[str, Any]) -> None:
+        """Score placeholder completions once before training, so a broken reward fails at start-up."""
+        columns = {k: v for k, v in batch.items() if k != "prompt_ids"}
+        prompts = columns.pop("prompts")
+        self.reward_set(prompts, ["<think>probe</think><answer>probe</answer>"] * len(prompts), **columns)
 
     @property
     def sampling(self) -> SamplingParams:
@@ -145,9 +165,9 @@ class GRPOModule(LightningModule):
             present = [v for v in values if v is not None]
             if present:
                 metrics[f"rewards/{name}/mean"] = torch.tensor(sum(present) / len(present))
-        self.log_dict({k: v.float().cpu() for k, v in metrics.items()}, batch_size=len(rollouts))
-        self.log("reward", metrics["reward"].cpu(), prog_bar=True, batch_size=len(rollouts))
-        self.log("len", metrics["completions/mean_length"].cpu(), prog_bar=True, batch_size=len(rollouts))
+        on_bar = ("reward", "completions/mean_length")
+        for name, value in metrics.items():
+            self.log(name, value.float().cpu(), prog_bar=name in on_bar, batch_size=len(rollouts))
         self.last_rollouts = {"prompts": prompts, "completions": rollouts.texts, "rewards": scored.total}
 
     def _optimise(self, inputs: dict[str, torch.Tensor], advantages: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -265,9 +285,10 @@ class GRPOModule(LightningModule):
 
     # ---------------------------------------------------------------------------------- checkpointing
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        kind, keys, pos, has_gauss, cached = np.random.get_state()
         checkpoint[RNG_KEY] = {
             "torch": torch.get_rng_state(),
-            "numpy": np.random.get_state(),
+            "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
             "python": random.getstate(),
             "batches_trained": self.batches_trained,
         }
@@ -277,7 +298,8 @@ class GRPOModule(LightningModule):
         if state is None:
             return
         torch.set_rng_state(state["torch"])
-        np.random.set_state(state["numpy"])
+        kind, keys, pos, has_gauss, cached = state["numpy"]
+        np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
         random.setstate(state["python"])
         self.batches_trained = state["batches_trained"]
 

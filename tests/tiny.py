@@ -28,7 +28,7 @@ def make_tiny_model_dir(path: Path, *, hidden: int = 32, layers: int = 2, seed: 
         num_hidden_layers=layers,
         num_attention_heads=4,
         num_key_value_heads=2,
-        max_position_embeddings=512,
+        max_position_embeddings=4096,
         pad_token_id=vocab["<pad>"],
         eos_token_id=vocab["<eos>"],
         bos_token_id=vocab["<eos>"],
