@@ -143,7 +143,7 @@ class LoggingConfig:
     project: str = "medzero_pl"
     """W&B project."""
     log_completions: int = 2
-    """Completions per step printed to the run's completions.jsonl (0 disables)."""
+    """Completions per step written to `<run_dir>/completions.jsonl` (0 disables)."""
 
 
 @dataclass

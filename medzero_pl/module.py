@@ -8,7 +8,7 @@ clip-higher (epsilon_high > epsilon_low), no KL term unless `beta > 0`, and old 
 they can differ from the current ones (mu > 1).
 
 Public surface used by callbacks: `policy`, `tokenizer`, `engine` (swap it to change how rollouts are made),
-`sampling` and `sync_weights()`.
+`sampling`, `sync_weights()` and `last_rollouts` (prompts, completions and total rewards of the latest step).
 """
 
 from __future__ import annotations
@@ -67,6 +67,7 @@ class GRPOModule(LightningModule):
         self.reference: torch.nn.Module | None = None
         self.engine: RolloutEngine | None = None
         self.batches_trained = 0
+        self.last_rollouts: dict[str, list[Any]] = {}
 
     # ----------------------------------------------------------------------------------------- setup
     def configure_model(self) -> None:

@@ -1,0 +1,433 @@
+"""Diagnosis match for RareArena-style cases: does the extracted diagnosis name one of the gold diagnoses?
+
+Example (RareArena RDC layout; ``rarearena/RDC_synthetic.jsonl``, a synthetic case)::
+
+    {"_id": "SYN-0003", "case_report": "A 7-month-old infant ... profound generalized hypotonia ('floppy infant'),
+     macroglossia and hepatomegaly ...", "test_results": "... acid alpha-glucosidase activity is nearly absent ...",
+     "diagnosis": "Pompe disease", "Orpha_name": "Glycogen storage disease due to acid maltase deficiency"}
+
+The gold column ``diagnoses`` holds every accepted name (here both). RareArena's official scoring is a GPT-4o judge
+(``zhao-zy15/RareArena`` ``eval/eval_updated.py``): 2 for the diagnosis or a strict synonym, 1 for a narrow
+Orphanet parent (``orphanet_hypernym.json``), 0 otherwise; top-1 is the first of the 5 listed diagnoses, top-5 the
+best of them (``eval/metric.py``). An RL reward cannot call a judge per sample, so two offline modes exist:
+
+* ``"diagnosis_zero"``: the DiagnosisZero seed's rule, reproduced exactly (see :func:`diagnosis_zero_similarity`).
+* ``"fuzzy"`` (default): normalised names (:mod:`medzero_pl.rewards.names`) compared with a rapidfuzz scorer and
+  guards for what string similarity gets wrong (``type 1`` vs ``type 2``, ``not X``, ``X or Y``), synonyms, and
+  optional partial credit for a broader name or an Orphanet parent (the offline counterpart of the judge's score 1).
+
+With ``top_k`` set, the answer is read as a list (numbered lines, bullets, semicolons, ``or``, and commas when each
+piece has several words) and the best of its first ``top_k`` items counts; ``top_k=None`` reads it as one name.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from difflib import SequenceMatcher
+from functools import lru_cache, partial
+from typing import Any
+
+from rapidfuzz import fuzz
+
+from medzero_pl.rewards.batch import BatchReward
+from medzero_pl.rewards.extract import check_extraction, extract_answer
+from medzero_pl.rewards.names import Lexicon, load_lexicon, name_variants
+
+DIAGNOSIS = "diagnosis"
+CandidateScore = Callable[[str, tuple[str, ...]], float]
+_MAX_LIST_CHARS = 5000  # a top-5 list is a few hundred characters; bounds the work on pathological answers
+_MAX_NAME_CHARS = 300  # longer "names" are prose, never a match
+
+
+def clean_gold(diagnoses: Any) -> tuple[str, ...]:
+    """The gold names as a tuple of non-empty strings (a bare string counts as one name)."""
+    if isinstance(diagnoses, str):
+        diagnoses = [diagnoses]
+    if not isinstance(diagnoses, Sequence):
+        return ()
+    return tuple(dict.fromkeys(d.strip() for d in diagnoses if isinstance(d, str) and d.strip()))
+
+
+# ----------------------------------------------------------------------------------------------- reading the answer
+
+_SEPARATORS = re.compile(r"[\n\r;]")
+_INLINE_NUMBER = re.compile(r"\s\(?\d{1,2}[.)]\s")
+_NUMBERED_START = re.compile(r"\s*\(?1[.)]\s")
+_ALTERNATIVE = re.compile(r"\s(?:or|vs\.?|versus)\s", re.IGNORECASE)
+_BULLET = re.compile(r"\s*(?:[-*•·]+|\(?\d{1,2}[.):])\s*")
+_PREAMBLE = re.compile(
+    r"(?:(?:the\s+)?(?:most\s+likely\s+|final\s+|probable\s+|likely\s+|primary\s+|working\s+)?"
+    r"(?:diagnosis|dx)\b(?:\s+is)?\s*[:\-]?\s*)?"
+    r"(?:(?:most\s+likely|likely|probably|probable|possible|possibly|suspected|presumed)\s+)?"
+    r"(?:(?:a|an|the)\s+)?",
+    re.IGNORECASE,
+)
+_TRIM = " \t*_`\"'.,;:"
+
+
+def clean_candidate(name: str) -> str:
+    """One diagnosis without list bullets, markdown, ``Diagnosis:``-style preambles or end punctuation."""
+    name = name.strip(_TRIM)
+    bullet = _BULLET.match(name)
+    if bullet:
+        name = name[bullet.end() :].strip(_TRIM)
+    return name[_PREAMBLE.match(name).end() :].strip(_TRIM)
+
+
+def split_diagnoses(answer: str) -> list[str]:
+    """The diagnoses of an answer read as a ranked list, in order (at most the first 5,000 characters)."""
+    text = answer[:_MAX_LIST_CHARS]
+    lines = _SEPARATORS.split(text)
+    if len(lines) == 1 and _NUMBERED_START.match(text):
+        lines = _INLINE_NUMBER.split(text)  # "1. Fabry disease 2. Gaucher disease"
+    out = []
+    for line in lines:
+        for piece in _ALTERNATIVE.split(clean_candidate(line)):
+            parts = piece.split(",")
+            # "Fever, familial Mediterranean" is one name; "Pompe disease, Danon disease" is two
+            split = len(parts) > 1 and all(len(p.split()) >= 2 for p in parts)
+            out += [c for c in map(clean_candidate, parts if split else [piece]) if c]
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- diagnosis_zero mode
+
+_WORD = re.compile(r"\w+")
+
+
+def diagnosis_zero_similarity(prediction: str, golds: Sequence[str]) -> float:
+    """The similarity of the DiagnosisZero seed (wizardlancet/diagnosis_zero, ``verl/utils/reward_score/
+    rarearena.py::calculate_similarity``, last version e9da98f): lower-case and strip both sides; 1.0 on an exact
+    match; else the max over gold names of ``0.8 * SequenceMatcher(None, pred, gold).ratio() + 0.2 * Jaccard``
+    over the ``\\w+`` word sets (0 if either set is empty). Its first version weighted 0.8 / 0.1 Jaccard / 0.1
+    word-frequency; the commit "rare_arena reward" changed it to the rule above, which is the one reproduced."""
+    prediction = prediction.lower().strip()
+    labels = [g.lower().strip() for g in golds]
+    if prediction in labels:
+        return 1.0
+    words = set(_WORD.findall(prediction))
+    best = 0.0
+    for label in labels:
+        sequence_sim = SequenceMatcher(None, prediction, label).ratio()
+        best = max(best, 0.8 * sequence_sim + 0.2 * _jaccard(words, label))
+    return best
+
+
+def _jaccard(words: set[str], label: str) -> float:
+    label_words = set(_WORD.findall(label))
+    return len(words & label_words) / len(words | label_words) if words and label_words else 0
+
+
+def diagnosis_zero_score(candidate: str, golds: tuple[str, ...]) -> float:
+    """The seed's ``compute_score`` for a present answer: 1.0 if similarity > 0.8, else 0.1 (its "format score";
+    an empty ``<answer></answer>`` also gets 0.1, as in the seed; no answer at all gets 0, see
+    :func:`diagnosis_match`).
+
+    Same result as thresholding :func:`diagnosis_zero_similarity`, but ``SequenceMatcher``'s cheap upper bounds
+    (``real_quick_ratio``, ``quick_ratio``) skip the quadratic ``ratio()`` when they already prove the score cannot
+    exceed 0.8, which keeps megabyte-long answers fast. Exact: ``0.8 * x + 0.2 * j`` is monotone in ``x`` in
+    floating point, and each bound is computed as ``2.0 * count / total`` with a count >= the true match count.
+    """
+    prediction = candidate.lower().strip()
+    labels = [g.lower().strip() for g in golds]
+    if prediction in labels:
+        return 1.0
+    words = set(_WORD.findall(prediction))
+    for label in labels:
+        word_sim = _jaccard(words, label)
+        matcher = SequenceMatcher(None, prediction, label)
+        for bound in (matcher.real_quick_ratio, matcher.quick_ratio, matcher.ratio):
+            if not 0.8 * bound() + 0.2 * word_sim > 0.8:
+                break
+        else:
+            return 1.0
+    return 0.1
+
+
+# ----------------------------------------------------------------------------------------------- fuzzy mode
+
+GENERIC_WORDS = frozenset(
+    ["disease", "diseases", "syndrome", "disorder", "of", "the", "with", "and", "due", "to", "in", "a", "an", "type"]
+)
+"""Words that do not tell diseases apart ("Kawasaki syndrome" is "Kawasaki disease"): left out of the comparison.
+(Known casualty: "Cushing syndrome" and "Cushing disease" compare equal.)"""
+BLOCKING_WORDS = frozenset(
+    ["not", "no", "non", "without", "nor", "or", "vs", "versus", "excluded", "excluding", "unlikely", "rather"]
+    + ["than", "instead", "pseudo"]
+)
+"""Negations and alternatives: "not Fabry disease", "Fabry or Gaucher disease", "non-Hodgkin" vs "Hodgkin"."""
+QUALIFIERS = frozenset(
+    ["idiopathic", "multicentric", "unicentric", "familial", "hereditary", "inherited", "congenital", "acquired"]
+    + ["classic", "classical", "juvenile", "adult", "onset", "infantile", "childhood", "neonatal", "late", "early"]
+    + ["primary", "secondary", "systemic", "localized", "localised", "generalized", "generalised", "acute"]
+    + ["chronic", "autosomal", "dominant", "recessive", "linked", "sporadic", "spectrum", "complex", "variant"]
+    + ["severe", "mild", "progressive", "relapsing", "remitting", "recurrent", "isolated", "disseminated", "form"]
+)
+"""Words that make a name more specific without naming another disease ("Idiopathic multicentric Castleman
+disease" is a Castleman disease, while "Eosinophilic granulomatosis with polyangiitis" is not a GPA)."""
+OPPOSED_PREFIXES = tuple(
+    ["hyper", "hypo", "intra", "extra", "inter", "infra", "supra", "macro", "micro", "mono", "poly", "uni"]
+    + ["multi", "endo", "exo", "hetero", "homo", "pre", "post", "non", "un", "an", "a", ""]
+)
+"""Prefixes that flip a word's meaning: hypokalemic vs hyperkalemic, unicentric vs multicentric, atypical vs
+typical (``""``: the bare word)."""
+OPPOSITE_WORDS = frozenset(
+    frozenset(pair)
+    for pair in [("acute", "chronic"), ("primary", "secondary"), ("alpha", "beta"), ("benign", "malignant")]
+    + [("congenital", "acquired"), ("early", "late"), ("juvenile", "adult"), ("infantile", "adult")]
+    + [("dominant", "recessive"), ("central", "peripheral"), ("upper", "lower"), ("left", "right")]
+)
+_DISCRIMINATOR = re.compile(r"\d+[a-z]?|[a-z]\d*")  # type 1 / 2, hemophilia a / b, type 1a
+_LISTY = re.compile(r"[,;/&|\n]|\band\b", re.IGNORECASE)
+SCORERS: dict[str, Callable[[str, str], float]] = {
+    "token_sort_ratio": fuzz.token_sort_ratio,
+    "token_set_ratio": fuzz.token_set_ratio,
+    "WRatio": fuzz.WRatio,
+    "ratio": fuzz.ratio,
+    "QRatio": fuzz.QRatio,
+}
+MATCH, BROADER, NO_MATCH = "match", "broader", "none"
+
+
+@dataclass(frozen=True)
+class NameForm:
+    """A normalised name cut into the parts the comparison treats differently.
+
+    Attributes:
+        name: The normalised name.
+        content: Words that identify the disease (no generic words, no discriminators).
+        key: The content words, sorted and joined: what the scorer compares.
+        discriminators: Numbers and single letters ("type 1", "hemophilia a"): must not conflict.
+        blockers: Negation / alternative words: both names must have the same ones.
+        listy: The raw text looked like a list ("X, Y", "X and Y"): no credit for merely containing a gold name.
+    """
+
+    name: str
+    content: frozenset[str]
+    key: str
+    discriminators: frozenset[str]
+    blockers: frozenset[str]
+    listy: bool = False
+
+
+def name_form(normalized: str, listy: bool = False) -> NameForm:
+    """Cut a normalised name (see :func:`medzero_pl.rewards.names.normalize_name`) into a :class:`NameForm`."""
+    tokens = normalized.split()
+    discriminators = frozenset(t for t in tokens if _DISCRIMINATOR.fullmatch(t))
+    content = frozenset(t for t in tokens if t not in GENERIC_WORDS and t not in discriminators)
+    blockers = frozenset(t for t in tokens if t in BLOCKING_WORDS)
+    return NameForm(normalized, content, " ".join(sorted(content)), discriminators, blockers, listy)
+
+
+def compare_names(
+    answer: NameForm, gold: NameForm, threshold: float, scorer: str = "token_sort_ratio", max_extra_words: int = 3
+) -> str:
+    """:data:`MATCH` (same disease, or a more specific form of it), :data:`BROADER` (the answer names a broader
+    form: "Still disease" for "Adult-onset Still disease") or :data:`NO_MATCH`.
+
+    Rules, in order: equal names match; negations/alternatives must agree; conflicting discriminators (type 1 /
+    type 2) or opposed words (hypo- / hyper-, acute / chronic) never match; names with no content words only match
+    exactly; content similarity >= ``threshold`` matches; an answer holding all of the gold's content words plus at
+    most ``max_extra_words`` words that are :data:`QUALIFIERS` or trail the gold name ("Idiopathic multicentric
+    Castleman disease" for "Castleman disease") matches unless it reads as a list; an answer whose content words are
+    a strict subset of the gold's is broader. An answer without the gold's discriminator ("Gaucher disease" for
+    "Gaucher disease type 1") is at most broader.
+    """
+    if answer.name == gold.name:
+        return MATCH
+    if answer.blockers != gold.blockers:
+        return NO_MATCH
+    extra, missing = answer.discriminators - gold.discriminators, gold.discriminators - answer.discriminators
+    if extra and missing:
+        return NO_MATCH
+    if not answer.content or not gold.content:
+        return NO_MATCH
+    only_answer, only_gold = answer.content - gold.content, gold.content - answer.content
+    full = BROADER if missing else MATCH
+    if SCORERS[scorer](answer.key, gold.key) >= 100 * threshold:
+        verdict = full
+    elif (
+        not only_gold
+        and not answer.listy
+        and len(only_answer) <= max_extra_words
+        and (only_answer <= QUALIFIERS or answer.name.startswith(gold.name + " "))
+    ):
+        verdict = full  # "Idiopathic multicentric Castleman disease", "MMN with conduction block"
+    elif answer.content < gold.content:
+        verdict = BROADER
+    else:
+        return NO_MATCH
+    return NO_MATCH if _opposed(only_answer, only_gold) else verdict
+
+
+def _opposed(words: frozenset[str], others: frozenset[str]) -> bool:
+    """Does a word of one name contradict a word of the other ("hypokalemic" / "hyperkalemic", "acute" /
+    "chronic")?"""
+    if not words or not others:
+        return False
+    if any(frozenset((w, o)) in OPPOSITE_WORDS for w in words for o in others):
+        return True
+    prefixes: dict[str, set[str]] = {}
+    for word in words:
+        for prefix, stem in _prefix_stems(word):
+            prefixes.setdefault(stem, set()).add(prefix)
+    return any(prefixes.get(stem, {prefix}) - {prefix} for other in others for prefix, stem in _prefix_stems(other))
+
+
+@lru_cache(maxsize=65536)
+def _prefix_stems(word: str) -> tuple[tuple[str, str], ...]:
+    return tuple((p, word[len(p) :]) for p in OPPOSED_PREFIXES if word.startswith(p) and len(word) - len(p) >= 4)
+
+
+@dataclass(frozen=True)
+class FuzzyMatcher:
+    """The configuration of the fuzzy mode (see :func:`fuzzy_score`)."""
+
+    lexicon: Lexicon
+    threshold: float = 0.9
+    scorer: str = "token_sort_ratio"
+    partial_credit: float = 0.0
+    hypernym_credit: float = 0.5
+    max_extra_words: int = 3
+
+
+@lru_cache(maxsize=4096)
+def _gold_forms(golds: tuple[str, ...], lexicon: Lexicon) -> tuple[tuple[NameForm, ...], tuple[NameForm, ...]]:
+    """Forms of the gold names with their synonyms, and of their hypernyms (cached: a group of G completions
+    shares one gold)."""
+    names = {v for g in golds for v in name_variants(g)}
+    equivalents = lexicon.equivalents(names)
+    broader = lexicon.broader(names) - equivalents
+    return tuple(map(name_form, sorted(equivalents))), tuple(map(name_form, sorted(broader)))
+
+
+def fuzzy_score(candidate: str, golds: tuple[str, ...], matcher: FuzzyMatcher) -> float:
+    """1.0 if the candidate names a gold diagnosis (or a synonym, or a more specific form of it);
+    ``matcher.hypernym_credit`` if it names a narrow Orphanet parent of one; ``matcher.partial_credit`` if it names
+    a broader form by words; else 0.0."""
+    name = clean_candidate(candidate)
+    if not name or len(name) > _MAX_NAME_CHARS:
+        return 0.0
+    listy = bool(_LISTY.search(name))
+    answers = [name_form(n, listy) for n in matcher.lexicon.equivalents(name_variants(name))]
+    equivalents, parents = _gold_forms(golds, matcher.lexicon)
+    verdicts = {
+        compare_names(a, g, matcher.threshold, matcher.scorer, matcher.max_extra_words)
+        for a in answers
+        for g in equivalents
+    }
+    if MATCH in verdicts:
+        return 1.0
+    best = matcher.partial_credit if BROADER in verdicts else 0.0
+    if matcher.hypernym_credit > best and any(
+        compare_names(a, p, matcher.threshold, matcher.scorer, matcher.max_extra_words) == MATCH
+        for a in answers
+        for p in parents
+    ):
+        best = matcher.hypernym_credit
+    return best
+
+
+# ----------------------------------------------------------------------------------------------- modes and reward
+
+
+def _diagnosis_zero_mode() -> CandidateScore:
+    return diagnosis_zero_score
+
+
+def _fuzzy_mode(
+    threshold: float = 0.9,
+    scorer: str = "token_sort_ratio",
+    partial_credit: float = 0.0,
+    builtin_synonyms: bool = True,
+    synonyms_path: str | None = None,
+    hypernym_path: str | None = None,
+    hypernym_credit: float = 0.5,
+    hypernym_max_diseases: int = 10,
+    max_extra_words: int = 3,
+) -> CandidateScore:
+    if not _is_number(threshold) or not 0.0 < threshold <= 1.0:
+        raise ValueError(f"threshold must be a number in (0, 1], got {threshold!r}")
+    if scorer not in SCORERS:
+        raise ValueError(f"scorer must be one of {sorted(SCORERS)}, got {scorer!r}")
+    for label, credit in (("partial_credit", partial_credit), ("hypernym_credit", hypernym_credit)):
+        if not _is_number(credit) or not 0.0 <= credit < 1.0:
+            raise ValueError(f"{label} must be a number in [0, 1), got {credit!r}")
+    for label, count in (("hypernym_max_diseases", hypernym_max_diseases), ("max_extra_words", max_extra_words)):
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise ValueError(f"{label} must be a non-negative integer, got {count!r}")
+    if not isinstance(builtin_synonyms, bool):
+        raise ValueError(f"builtin_synonyms must be true or false, got {builtin_synonyms!r}")
+    lexicon = load_lexicon(builtin_synonyms, synonyms_path, hypernym_path, hypernym_max_diseases)
+    matcher = FuzzyMatcher(lexicon, threshold, scorer, partial_credit, hypernym_credit, max_extra_words)
+    return partial(fuzzy_score, matcher=matcher)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+MODES: dict[str, Callable[..., CandidateScore]] = {"diagnosis_zero": _diagnosis_zero_mode, "fuzzy": _fuzzy_mode}
+"""Mode name -> builder of a ``(candidate, golds) -> score`` function; the builder's keywords are the mode's."""
+
+
+def diagnosis_match(
+    text: str,
+    diagnoses: Any,
+    task: Any = None,
+    *,
+    score: CandidateScore,
+    top_k: int | None = None,
+    policy: str = "first",
+    fallbacks: Sequence[str] = (),
+) -> float | None:
+    """The best ``score`` of the first ``top_k`` listed diagnoses of the completion's answer (or of the whole answer
+    if ``top_k`` is None); 0.0 without an answer; ``None`` if the row has no gold diagnosis or another task."""
+    if task is not None and task != DIAGNOSIS:
+        return None
+    golds = clean_gold(diagnoses)
+    if not golds:
+        return None
+    answer = extract_answer(text, policy, fallbacks)
+    if answer is None:
+        return 0.0
+    candidates = [answer] if top_k is None else split_diagnoses(answer)[:top_k] or [answer]
+    return max(score(c, golds) for c in candidates)
+
+
+def diagnosis_match_reward(
+    mode: str = "fuzzy",
+    top_k: int | None = None,
+    policy: str = "first",
+    fallbacks: Sequence[str] = (),
+    **mode_kwargs: Any,
+) -> BatchReward:
+    """Registry factory for :func:`diagnosis_match`.
+
+    Args:
+        mode: ``"fuzzy"`` or ``"diagnosis_zero"`` (the seed's rule; takes no further keywords).
+        top_k: ``None``: the answer is one name. ``k``: read it as a ranked list, score the best of the first k
+            (RareArena's top-1 / top-5).
+        policy: Several ``<answer>`` blocks: ``"first"`` (the seed's choice), ``"last"`` or ``"reject"``.
+        fallbacks: Evaluation only, e.g. ``["answer_is", "boxed"]``; see :mod:`medzero_pl.rewards.extract`.
+        **mode_kwargs: For ``"fuzzy"``: ``threshold`` (0.9, on content similarity in [0, 1]), ``scorer``
+            (``"token_sort_ratio"``; also ``token_set_ratio``, ``WRatio``, ``ratio``, ``QRatio``),
+            ``partial_credit`` (0.0: credit for a broader name), ``builtin_synonyms`` (True), ``synonyms_path``,
+            ``hypernym_path`` (RareArena ``orphanet_hypernym.json``), ``hypernym_credit`` (0.5),
+            ``hypernym_max_diseases`` (10, as RareArena's judge), ``max_extra_words`` (3).
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {sorted(MODES)}, got {mode!r}")
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+        raise ValueError(f"top_k must be None or a positive integer, got {top_k!r}")
+    fallbacks = check_extraction(policy, fallbacks)
+    accepted = list(inspect.signature(MODES[mode]).parameters)
+    unknown = sorted(set(mode_kwargs) - set(accepted))
+    if unknown:
+        raise ValueError(f"mode {mode!r} does not take {unknown}; its keywords are {accepted or 'none'}")
+    score = MODES[mode](**mode_kwargs)
+    item = partial(diagnosis_match, score=score, top_k=top_k, policy=policy, fallbacks=fallbacks)
+    return BatchReward("diagnosis_match", item, required=("diagnoses",), optional=("task",))
