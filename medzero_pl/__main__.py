@@ -17,7 +17,11 @@ from medzero_pl.module import GRPOModule
 class MedZeroCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         # The data module tokenizes prompts with the policy's tokenizer: one setting, not two.
-        parser.link_arguments("model.model.name_or_path", "data.tokenizer")
+        parser.link_arguments("model", "data.tokenizer", compute_fn=_tokenizer_of, apply_on="instantiate")
+
+
+def _tokenizer_of(module: GRPOModule) -> str:
+    return module.model_config.name_or_path
 
 
 def main(args: list[str] | None = None) -> MedZeroCLI:

@@ -1,10 +1,10 @@
 """`python -m medzero_pl.fit [key=value ...]`: compose the config, build everything, check it, then fit.
 
-    python -m medzero_pl.fit                                   # embedded default: SmolLM2-135M on the demo MCQs
-    python -m medzero_pl.fit data=dataset2 grpo.beta=0.04      # pick a recipe, override a field
-    python -m medzero_pl.fit experiment=rarearena_1.5b print_config=true
-    python -m medzero_pl.fit resume=auto                       # continue from the run directory's last.ckpt
-    python -m medzero_pl.fit --help                            # every field with its default and meaning
+python -m medzero_pl.fit                                   # embedded default: SmolLM2-135M on the demo MCQs
+python -m medzero_pl.fit data=dataset2 grpo.beta=0.04      # pick a recipe, override a field
+python -m medzero_pl.fit experiment=rarearena_1.5b print_config=true
+python -m medzero_pl.fit resume=auto                       # continue from the run directory's last.ckpt
+python -m medzero_pl.fit --help                            # every field with its default and meaning
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ class StepProgressBar(TQDMProgressBar):
 
     @property
     def total_train_batches(self) -> int | float:
-        mu = getattr(self.trainer.lightning_module, "grpo").num_iterations
+        mu = self.trainer.lightning_module.grpo.num_iterations
         return self.trainer.max_steps // mu if self.trainer.max_steps > 0 else float("inf")
 
 
@@ -73,16 +73,18 @@ def build(cfg: Config) -> tuple[Trainer, GRPOModule, MedZeroDataModule, LastChec
         callbacks.append(CompletionSamples(run_dir / "completions.jsonl", per_step=cfg.logging.log_completions))
     if cfg.trainer.enable_progress_bar:
         callbacks.append(StepProgressBar())
-    trainer = Trainer(
-        **trainer_kwargs(cfg), callbacks=callbacks, logger=loggers(cfg), plugins=[AtomicCheckpointIO()]
-    )
+    trainer = Trainer(**trainer_kwargs(cfg), callbacks=callbacks, logger=loggers(cfg), plugins=[AtomicCheckpointIO()])
     return trainer, module, datamodule, checkpoint
 
 
 def loggers(cfg: Config) -> list[Logger]:
-    """CSV always; W&B offline unless an API key is set (or as `logging.wandb` says)."""
+    """CSV always; W&B offline unless an API key is set (or as `logging.wandb` says).
+
+    Each session (a fresh start or a resume) writes its own `csv/version_N/metrics.csv`: Lightning's CSV writer
+    deletes an existing `metrics.csv` in its folder, which would lose the metrics of the steps before a resume.
+    """
     run_dir = Path(cfg.run_dir)
-    result: list[Logger] = [CSVLogger(run_dir, name="", version="")]
+    result: list[Logger] = [CSVLogger(run_dir, name="csv")]
     mode = cfg.logging.wandb
     if mode == "auto":
         mode = "online" if os.environ.get("WANDB_API_KEY") else "offline"
@@ -90,7 +92,9 @@ def loggers(cfg: Config) -> list[Logger]:
         from lightning.pytorch.loggers import WandbLogger
 
         result.append(
-            WandbLogger(project=cfg.logging.project, save_dir=str(run_dir), offline=mode == "offline", name=run_dir.name)
+            WandbLogger(
+                project=cfg.logging.project, save_dir=str(run_dir), offline=mode == "offline", name=run_dir.name
+            )
         )
     return result
 
@@ -98,12 +102,14 @@ def loggers(cfg: Config) -> list[Logger]:
 def cli_config(cfg: Config) -> dict[str, Any]:
     """The same run as a LightningCLI config: `python -m medzero_pl validate --config <run_dir>/cli_config.yaml`."""
     plain = dataclasses.asdict(cfg)
-    trainer = {k: v for k, v in trainer_kwargs(cfg).items() if k not in ("enable_checkpointing", "use_distributed_sampler")}
+    trainer = {
+        k: v for k, v in trainer_kwargs(cfg).items() if k not in ("enable_checkpointing", "use_distributed_sampler")
+    }
     return {
         "seed_everything": cfg.seed,
         "trainer": trainer,
         "model": {k: plain[k] for k in ("model", "grpo", "optim", "rewards")} | {"seed": cfg.seed},
-        "data": {"data": plain["data"], "prompt": plain["prompt"], "tokenizer": cfg.model.name_or_path},
+        "data": {"data": plain["data"], "prompt": plain["prompt"]},  # the CLI links data.tokenizer to the model
     }
 
 
@@ -155,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         return 128 + checkpoint.received
     if datamodule.val_items and not cfg.trainer.val_check_interval:
         trainer.validate(module, datamodule=datamodule)
-    log.info("done: checkpoint %s, metrics %s", checkpoint.path, run_dir / "metrics.csv")
+    log.info("done: checkpoint %s, metrics %s", checkpoint.path, Path(trainer.logger.log_dir) / "metrics.csv")
     return 0
 
 

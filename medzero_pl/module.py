@@ -249,7 +249,7 @@ class GRPOModule(LightningModule):
         rows = len(prompt_ids)
         input_ids = torch.full((rows, lp + lc), pad, dtype=torch.long)
         attention = torch.zeros((rows, lp + lc), dtype=torch.long)
-        for i, (p, c) in enumerate(zip(prompt_ids, rollouts.completion_ids)):
+        for i, (p, c) in enumerate(zip(prompt_ids, rollouts.completion_ids, strict=True)):
             input_ids[i, lp - len(p) : lp] = torch.tensor(p, dtype=torch.long)
             attention[i, lp - len(p) : lp] = 1
             if c:

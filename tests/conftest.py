@@ -18,3 +18,13 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real benchmark files not found at {SHARED_DATA} (expected shared/data beside the project)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def toy(tmp_path_factory) -> dict[str, Path]:
+    """A tiny random character-level model and the 'say the letter' toy questions."""
+    from tests.tiny import make_tiny_model_dir
+    from tests.toy_task import write_toy_questions
+
+    root = tmp_path_factory.mktemp("toy")
+    return {"model": make_tiny_model_dir(root / "model"), "data": write_toy_questions(root / "toy.jsonl")}

@@ -68,7 +68,7 @@ def test_batches_carry_prompt_ids_text_and_every_gold_field(tiny_dir):
     batch = next(iter(dm.train_dataloader()))
     assert set(batch) >= {"prompt_ids", "prompts", "answer", "options", "diagnoses", "task", "source", "id"}
     assert len(batch["prompt_ids"]) == 4 and all(isinstance(i, int) for i in batch["prompt_ids"][0])
-    assert all(letter in options for letter, options in zip(batch["answer"], batch["options"]))
+    assert all(letter in options for letter, options in zip(batch["answer"], batch["options"], strict=True))
     assert "Answer Choices: (A)" in batch["prompts"][0]
 
 

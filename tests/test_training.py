@@ -10,36 +10,7 @@ from lightning.pytorch import Callback
 
 from medzero_pl.config import compose
 from medzero_pl.fit import build, main
-from tests.tiny import make_tiny_model_dir
-from tests.toy_task import write_toy_questions
-
-
-@pytest.fixture(scope="module")
-def toy(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("toy")
-    return {"model": make_tiny_model_dir(root / "model"), "data": write_toy_questions(root / "toy.jsonl")}
-
-
-def toy_overrides(toy: dict[str, Path], run_dir: Path, **fields) -> list[str]:
-    settings = {
-        "model.name_or_path": toy["model"],
-        "data.sources": f"[{{path: {toy['data']}, format: medqa}}]",
-        "data.val_fraction": 0,
-        "data.prompts_per_step": 4,
-        "prompt.system": "null",
-        "prompt.user": "'{question}{choices}'",  # quoted: YAML would read {question} as a mapping
-        "rewards": "[{name: 'tests.toy_task:letter_share'}]",
-        "grpo.num_generations": 8,
-        "grpo.max_completion_length": 8,
-        "grpo.micro_batch_size": 16,
-        "optim.lr": 1e-2,
-        "optim.warmup_steps": 0,
-        "optim.scheduler": "constant",
-        "trainer.enable_progress_bar": "false",
-        "logging.wandb": "disabled",
-        "run_dir": run_dir,
-    } | fields
-    return [f"{k}={v}" for k, v in settings.items()]
+from tests.toy_task import toy_overrides
 
 
 class RecordRewards(Callback):
@@ -91,9 +62,29 @@ def test_a_reward_returning_the_wrong_number_of_values_fails_before_training(toy
 
 def test_fit_writes_config_metrics_and_checkpoint(toy, tmp_path):
     assert main(toy_overrides(toy, tmp_path, **{"trainer.max_steps": 2})) == 0
-    assert {"config.yaml", "cli_config.yaml", "metrics.csv"} <= {p.name for p in tmp_path.iterdir()}
+    assert {"config.yaml", "cli_config.yaml", "checkpoints", "csv"} <= {p.name for p in tmp_path.iterdir()}
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
-    header = (tmp_path / "metrics.csv").read_text().splitlines()[0].split(",")
-    for name in ("reward", "reward_std", "frac_reward_zero_std", "completions/mean_length", "completions/clipped_ratio",
-                 "clip_ratio/region_mean", "entropy", "tokens_per_second", "step_time", "rewards/letter_share/mean"):
+    header = (tmp_path / "csv" / "version_0" / "metrics.csv").read_text().splitlines()[0].split(",")
+    for name in (
+        "reward",
+        "reward_std",
+        "frac_reward_zero_std",
+        "completions/mean_length",
+        "completions/clipped_ratio",
+        "clip_ratio/region_mean",
+        "entropy",
+        "tokens_per_second",
+        "step_time",
+        "rewards/letter_share/mean",
+    ):
         assert name in header, name
+
+
+def test_a_resumed_run_keeps_the_metrics_of_the_steps_before(toy, tmp_path):
+    assert main(toy_overrides(toy, tmp_path, **{"trainer.max_steps": 2})) == 0
+    assert main(toy_overrides(toy, tmp_path, **{"trainer.max_steps": 3, "resume": "auto"})) == 0
+    steps = [
+        [row.split(",")[0] for row in (tmp_path / "csv" / f"version_{v}" / "metrics.csv").read_text().splitlines()]
+        for v in (0, 1)
+    ]
+    assert len(steps[0]) == 3 and len(steps[1]) == 2  # header + 2 steps, then header + the resumed step

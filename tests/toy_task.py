@@ -15,7 +15,7 @@ LETTERS = "ABCD"
 
 def letter_share(prompts: list[Any], completions: list[str], answer: list[str], **columns: Any) -> list[float]:
     """TRL-style reward: fraction of characters of each completion that are the row's gold letter."""
-    return [sum(ch == gold for ch in text) / max(len(text), 1) for text, gold in zip(completions, answer)]
+    return [sum(ch == gold for ch in text) / max(len(text), 1) for text, gold in zip(completions, answer, strict=True)]
 
 
 def write_toy_questions(path: Path, n: int = 32) -> Path:
@@ -32,3 +32,26 @@ def write_toy_questions(path: Path, n: int = 32) -> Path:
 def one_value_only(prompts: list[Any], completions: list[str], **columns: Any) -> list[float]:
     """A broken reward: one value for the whole batch."""
     return [0.0]
+
+
+def toy_overrides(toy: dict[str, Path], run_dir: Path, **fields: Any) -> list[str]:
+    """`key=value` overrides for a fast CPU run of the toy task on the tiny model (the `toy` fixture)."""
+    settings = {
+        "model.name_or_path": toy["model"],
+        "data.sources": f"[{{path: {toy['data']}, format: medqa}}]",
+        "data.val_fraction": 0,
+        "data.prompts_per_step": 4,
+        "prompt.system": "null",
+        "prompt.user": "'{question}{choices}'",  # quoted: YAML would read {question} as a mapping
+        "rewards": "[{name: 'tests.toy_task:letter_share'}]",
+        "grpo.num_generations": 8,
+        "grpo.max_completion_length": 8,
+        "grpo.micro_batch_size": 16,
+        "optim.lr": 1e-2,
+        "optim.warmup_steps": 0,
+        "optim.scheduler": "constant",
+        "trainer.enable_progress_bar": "false",
+        "logging.wandb": "disabled",
+        "run_dir": run_dir,
+    } | fields
+    return [f"{k}={v}" for k, v in settings.items()]

@@ -26,7 +26,7 @@ class CompletionSamples(Callback):
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a", encoding="utf-8") as f:
-            for prompt, completion, reward in list(zip(*rollouts.values()))[: self.per_step]:
+            for prompt, completion, reward in list(zip(*rollouts.values(), strict=True))[: self.per_step]:
                 row = {
                     "step": trainer.global_step,
                     "prompt_tail": prompt[-self.prompt_chars :],

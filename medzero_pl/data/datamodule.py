@@ -105,9 +105,7 @@ class MedZeroDataModule(LightningDataModule):
             train, val = train_val_split(train, cfg.val_fraction, seed=cfg.seed)
         else:
             val = []
-        train = CURRICULA[cfg.curriculum](
-            train, seed=cfg.seed, key=cfg.difficulty_key, batch_size=cfg.prompts_per_step
-        )
+        train = CURRICULA[cfg.curriculum](train, seed=cfg.seed, key=cfg.difficulty_key, batch_size=cfg.prompts_per_step)
         self.train_items = [self._render(ex) for ex in train]
         self.val_items = [self._render(ex) for ex in val]
         log.info("data: %d training prompts, %d validation prompts", len(self.train_items), len(self.val_items))

@@ -1,0 +1,84 @@
+"""A real `python -m medzero_pl.fit` process: SIGTERM saves and exits, SIGKILL loses at most the last few steps,
+and `resume=auto` continues in both cases."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.toy_task import toy_overrides
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def start(overrides: list[str]) -> subprocess.Popen:
+    env = os.environ | {"PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "medzero_pl.fit", *overrides],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for_steps(samples: Path, steps: int, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if samples.exists() and len({line[:20] for line in samples.read_text().splitlines()}) >= steps:
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"run ended early ({proc.returncode}): {proc.stderr.read()[-2000:]}")
+        time.sleep(0.2)
+    proc.kill()
+    raise AssertionError("run made no progress")
+
+
+def saved_step(path: Path) -> int:
+    return torch.load(path, map_location="cpu", weights_only=True)["global_step"]
+
+
+def run_overrides(toy, run_dir: Path, **fields) -> list[str]:
+    return toy_overrides(toy, run_dir, **{"logging.log_completions": 1, **fields})
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_writes_a_checkpoint_and_resume_continues(toy, tmp_path, signum):
+    overrides = run_overrides(
+        toy, tmp_path, **{"trainer.max_steps": 10_000, "trainer.checkpoint_every_n_steps": 10_000}
+    )
+    proc = start(overrides)
+    wait_for_steps(tmp_path / "completions.jsonl", 3, proc)
+    proc.send_signal(signum)
+    assert proc.wait(timeout=120) == 128 + signum
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    stopped_at = saved_step(last)
+    assert stopped_at >= 3
+
+    resumed = start([*overrides, f"trainer.max_steps={stopped_at + 2}", "resume=auto"])
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read()[-2000:]
+    assert saved_step(last) == stopped_at + 2
+
+
+def test_sigkill_mid_run_resumes_from_the_last_periodic_checkpoint(toy, tmp_path):
+    overrides = run_overrides(toy, tmp_path, **{"trainer.max_steps": 10_000, "trainer.checkpoint_every_n_steps": 2})
+    proc = start(overrides)
+    wait_for_steps(tmp_path / "completions.jsonl", 7, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    stopped_at = saved_step(last)  # loads: the kill never leaves a half-written last.ckpt
+    assert stopped_at >= 2 and stopped_at % 2 == 0
+
+    resumed = start([*overrides, f"trainer.max_steps={stopped_at + 1}", "resume=auto"])
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read()[-2000:]
+    assert saved_step(last) == stopped_at + 1
