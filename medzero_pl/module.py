@@ -186,6 +186,10 @@ class GRPOModule(LightningModule):
         slices = [slice(i, i + g.micro_batch_size) for i in range(0, mask.shape[0], g.micro_batch_size)]
         n_micro = len(slices)
         active_tokens = mask.sum().clamp(min=1)
+        # dapo divides by the active tokens of the whole generation batch. DDP averages gradients over ranks, so
+        # each rank normalises by the global count divided by the world size (identity on one device).
+        global_tokens = self.trainer.strategy.reduce(mask.sum().float(), reduce_op="sum").clamp(min=1)
+        dapo_tokens = global_tokens / self.trainer.world_size
 
         old_logp = ref_logp = None
         with torch.no_grad():
@@ -210,7 +214,7 @@ class GRPOModule(LightningModule):
                     epsilon_high=g.epsilon_high,
                     loss_type=g.loss_type,
                     max_completion_length=g.max_completion_length,
-                    num_active_tokens=active_tokens / n_micro,
+                    num_active_tokens=dapo_tokens / n_micro,
                     entropy=entropy,
                     entropy_coef=g.entropy_coef,
                 )
