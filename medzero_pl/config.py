@@ -12,6 +12,7 @@ import ast
 import difflib
 import inspect
 import os
+import re
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -195,11 +196,12 @@ def compose(overrides: list[str] | None = None, conf_dir: Path | str = CONF_DIR)
         layers.append((str(path), {group: _load_yaml(path)}))
     if experiment_name:
         layers.append((f"experiment={experiment_name}", {**experiment, "experiment": experiment_name}))
-    layers.append(("command-line overrides", _dotlist_to_dict(dotlist)))
 
     cfg = schema
     for origin, layer in layers:
         cfg = _merge(cfg, layer, origin)
+    for item in dotlist:
+        _apply_override(cfg, item)
     try:
         resolved = OmegaConf.to_container(cfg, resolve=True)
         config: Config = OmegaConf.to_object(OmegaConf.merge(schema, resolved))
@@ -253,6 +255,17 @@ def validate(cfg: Config) -> None:
         problems.append("rewards is empty: choose a preset (rewards=mcq) or list {name, weight, kwargs}")
     if not 0 <= d.val_fraction < 1:
         problems.append(f"data.val_fraction={d.val_fraction}: expected 0 <= fraction < 1")
+    opened = cfg.prompt.completion_prefix.rstrip().endswith("<think>")
+    for i, spec in enumerate(cfg.rewards):
+        if (
+            spec.name in ("strict_format", "tag_count_format")
+            and bool(spec.kwargs.get("think_opened_in_prompt")) != opened
+        ):
+            problems.append(
+                f"rewards[{i}] ({spec.name}): set kwargs.think_opened_in_prompt={str(opened).lower()}: the prompt's "
+                f"completion_prefix {'ends' if opened else 'does not end'} with <think>, so completions "
+                f"{'start inside' if opened else 'must open'} the think block"
+            )
     if cfg.logging.wandb not in ("auto", "online", "offline", "disabled"):
         problems.append(f"logging.wandb={cfg.logging.wandb!r}: expected auto | online | offline | disabled")
     if problems:
@@ -310,11 +323,16 @@ def _split_overrides(overrides: list[str]) -> tuple[dict[str, str | None], list[
     return groups, dotlist
 
 
-def _dotlist_to_dict(dotlist: list[str]) -> Any:
+def _apply_override(cfg: Any, item: str) -> None:
+    """`a.b=value` or `rewards.1.kwargs.x=value` (list indices too); the value is parsed as YAML."""
+    key, _, raw = item.partition("=")
     try:
-        return OmegaConf.from_dotlist(dotlist)
+        value = OmegaConf.from_dotlist([f"value={raw}"])["value"]
+        OmegaConf.update(cfg, key, value, merge=True)
     except OmegaConfBaseException as err:
-        raise ConfigError(f"could not parse overrides {dotlist}: {err}") from None
+        if not getattr(err, "full_key", None):
+            err.full_key = key  # type: ignore[attr-defined]
+        raise ConfigError(_explain(err, f"override '{item}'")) from None
 
 
 def _group_file(conf_dir: Path, group: str, choice: str) -> Path:
@@ -348,7 +366,7 @@ def _merge(cfg: Any, layer: Any, origin: str) -> Any:
 
 
 def _explain(err: OmegaConfBaseException, origin: str) -> str:
-    key = getattr(err, "full_key", None) or ""
+    key = re.sub(r"\[(\d+)\]", r".\1", getattr(err, "full_key", None) or "")  # sources[0].x -> sources.0.x
     if isinstance(err, (ConfigKeyError, ConfigAttributeError)):
         parent, _, leaf = key.rpartition(".")
         valid = _valid_keys(parent)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from dataclasses import asdict, is_dataclass
+from dataclasses import asdict, is_dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -110,6 +110,7 @@ class GRPOModule(LightningModule):
 
     @property
     def sampling(self) -> SamplingParams:
+        """Training-time sampling; each step replaces `seed` with one derived from (seed, step)."""
         g = self.grpo
         return SamplingParams(g.max_completion_length, g.temperature, g.top_p, g.top_k, seed=None)
 
@@ -124,9 +125,7 @@ class GRPOModule(LightningModule):
         g = self.grpo
         G = g.num_generations
         t0 = time.perf_counter()
-        sampling = SamplingParams(
-            g.max_completion_length, g.temperature, g.top_p, g.top_k, seed=self._step_seed(self.batches_trained)
-        )
+        sampling = replace(self.sampling, seed=self._step_seed(self.batches_trained))
         rollouts = self.engine.generate(batch["prompt_ids"], G, sampling)
         t_gen = time.perf_counter()
 
@@ -154,7 +153,7 @@ class GRPOModule(LightningModule):
             "completions/clipped_ratio": torch.tensor(
                 [r == "length" for r in rollouts.finish_reasons], dtype=torch.float32
             ).mean(),
-            "tokens_per_second": lengths.sum() / max(t_end - t0, 1e-9),
+            "tokens_per_second": lengths.sum() / max(t_end - t0, 1e-9),  # completion tokens per second of step
             "step_time": torch.tensor(t_end - t0),
             "timing/generate": torch.tensor(t_gen - t0),
             "timing/score": torch.tensor(t_score - t_gen),

@@ -127,3 +127,15 @@ def test_unknown_key_inside_a_yaml_file_names_the_file(tmp_path: Path):
     custom.write_text("name_or_path: x\nd_type: bfloat16\n")
     with pytest.raises(ConfigError, match=r"bad.yaml.*model.d_type.*model.dtype"):
         compose([f"model={custom}"])
+
+
+def test_format_reward_must_agree_with_a_prompt_that_opens_the_think_block():
+    with pytest.raises(ConfigError, match=r"strict_format.*think_opened_in_prompt=true"):
+        compose(["prompt=r1_zero_base", "rewards=mcq"])
+    cfg = compose(["prompt=r1_zero_base", "rewards=mcq", "rewards.1.kwargs.think_opened_in_prompt=true"])
+    assert cfg.rewards[1].kwargs["think_opened_in_prompt"] is True
+
+
+def test_unknown_key_inside_a_list_element_gets_a_suggestion():
+    with pytest.raises(ConfigError, match=r"data.sources.0.fromat.*data.sources.0.format"):
+        compose(["data.sources.0.fromat=medqa"])
