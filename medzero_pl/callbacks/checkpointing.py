@@ -72,7 +72,7 @@ class LastCheckpoint(Callback):
 
     def _save(self, trainer: Trainer) -> None:
         if self._saved_at != trainer.global_step:
-            trainer.save_checkpoint(self.path)
+            trainer.save_checkpoint(self.path, weights_only=False)  # full state: resumable
             self._saved_at = trainer.global_step
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
