@@ -109,15 +109,21 @@ class MedZeroDataModule(LightningDataModule):
         self.train_items = [self._render(ex) for ex in train]
         self.val_items = [self._render(ex) for ex in val]
         log.info("data: %d training prompts, %d validation prompts", len(self.train_items), len(self.val_items))
+        cut = [item["id"] for item in self.train_items + self.val_items if item.pop("truncated")]
+        if cut:
+            log.warning(
+                "%d prompts were longer than data.max_prompt_length=%d tokens and keep only their last tokens "
+                "(first: %s)",
+                len(cut),
+                self.config.max_prompt_length,
+                ", ".join(cut[:5]),
+            )
 
     def _render(self, example: Example) -> dict[str, Any]:
         text = render_prompt(example, self.prompt, self.tokenizer)
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         limit = self.config.max_prompt_length
-        if len(ids) > limit:
-            log.warning("prompt %s has %d tokens; keeping the last %d", example.id, len(ids), limit)
-            ids = ids[-limit:]
-        return {"prompt_ids": ids, "prompts": text, **example.columns()}
+        return {"prompt_ids": ids[-limit:], "prompts": text, "truncated": len(ids) > limit, **example.columns()}
 
     def train_dataloader(self) -> DataLoader:
         sampler = ResumableBatchSampler(
