@@ -88,3 +88,28 @@ def test_a_resumed_run_keeps_the_metrics_of_the_steps_before(toy, tmp_path):
         for v in (0, 1)
     ]
     assert len(steps[0]) == 3 and len(steps[1]) == 2  # header + 2 steps, then header + the resumed step
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"grpo.loss_type": "grpo"},
+        {"grpo.loss_type": "bnpo"},
+        {"grpo.loss_type": "dr_grpo", "grpo.scale_rewards": "none"},
+        {"grpo.loss_type": "dapo", "grpo.scale_rewards": "batch"},
+        {"grpo.beta": 0.04},
+        {"grpo.mask_truncated_completions": "true", "grpo.entropy_coef": 0.01},
+        {"model.dtype": "bfloat16"},
+        {"grpo.micro_batch_size": 4, "grpo.num_iterations": 2, "optim.scheduler": "cosine", "optim.warmup_steps": 1},
+    ],
+    ids=lambda s: ",".join(f"{k.split('.')[-1]}={v}" for k, v in s.items()),
+)
+def test_every_objective_variant_trains_with_finite_metrics(toy, tmp_path, settings):
+    cfg = compose(toy_overrides(toy, tmp_path, **{"trainer.max_steps": 2}, **settings))
+    trainer, module, datamodule, _ = build(cfg)
+    trainer.fit(module, datamodule=datamodule)
+    metrics = trainer.callback_metrics
+    assert all(torch.isfinite(v).all() for v in metrics.values())
+    assert ("kl" in metrics) == (cfg.grpo.beta > 0)
+    assert (module.reference is not None) == (cfg.grpo.beta > 0)
+    assert trainer.global_step == 2 * cfg.grpo.num_iterations
