@@ -4,8 +4,9 @@ A training step reads: rollout -> reward -> group advantage -> mu optimisation p
 `medzero_pl.grpo`, the rewards in `medzero_pl.rewards`, generation behind `RolloutEngine`; this file wires them.
 
 Departures from the GRPO paper (all configurable, see `GRPOConfig`): token-level DAPO aggregation by default,
-clip-higher (epsilon_high > epsilon_low), no KL term unless `beta > 0`, and old log-probs are only computed when
-they can differ from the current ones (mu > 1).
+clip-higher (epsilon_high > epsilon_low), no KL term unless `beta > 0`, and no separate forward pass for old
+log-probs: with mu = 1 the ratio is taken against the detached current log-probs (exactly 1), and with mu > 1
+the first pass's log-probs (the policy before any update of the batch) serve the later passes.
 
 Public surface used by callbacks: `policy`, `tokenizer`, `engine` (swap it to change how rollouts are made),
 `sampling`, `sync_weights()` and `last_rollouts` (prompts, completions and total rewards of the latest step).
@@ -190,18 +191,22 @@ class GRPOModule(LightningModule):
         global_tokens = self.trainer.strategy.reduce(mask.sum().float(), reduce_op="sum").clamp(min=1)
         dapo_tokens = global_tokens / self.trainer.world_size
 
-        old_logp = ref_logp = None
-        with torch.no_grad():
-            if g.num_iterations > 1:
-                old_logp = torch.cat([self._logprobs(self.policy, inputs, s)[0] for s in slices])
-            if self.reference is not None:
+        ref_logp = None
+        if self.reference is not None:
+            with torch.no_grad():
                 ref_logp = torch.cat([self._logprobs(self.reference, inputs, s)[0] for s in slices])
 
+        # Old log-probs are those of the policy before this batch's first update: exactly what the first pass
+        # computes, so passes 2..mu reuse them instead of running a separate no-grad forward.
+        old_logp: torch.Tensor | None = None
         sums: dict[str, float] = {}
         for _ in range(g.num_iterations):
             opt.zero_grad(set_to_none=True)
+            first_pass: list[torch.Tensor] = []
             for s in slices:
                 logp, entropy = self._logprobs(self.policy, inputs, s, with_entropy=True)
+                if old_logp is None:
+                    first_pass.append(logp.detach())
                 loss, metrics = grpo_loss(
                     logp,
                     old_logp[s] if old_logp is not None else logp.detach(),
@@ -228,6 +233,7 @@ class GRPOModule(LightningModule):
                 sums["grad_norm"] = sums.get("grad_norm", 0.0) + norm.item()
             opt.step()
             sched.step()
+            old_logp = old_logp if old_logp is not None else torch.cat(first_pass)
         return {k: torch.tensor(v / g.num_iterations) for k, v in sums.items()}
 
     def _logprobs(

@@ -98,6 +98,12 @@ def parse_choice(answer: str, options: Mapping[str, str]) -> str | None:
     return None if names_other and text != _key(options.get(letter, "")) else letter
 
 
+def _gold(answer: Any, options: Any, task: Any) -> tuple[dict[str, str], str | None]:
+    """The row's cleaned options and gold letter; no gold letter when the row is not a gradable MCQ."""
+    opts = clean_options(options)
+    return opts, (gold_letter(answer, opts) if task is None or task == MCQ else None)
+
+
 def mcq_accuracy(
     text: str,
     answer: Any,
@@ -108,10 +114,7 @@ def mcq_accuracy(
     fallbacks: Sequence[str] = (),
 ) -> float | None:
     """1.0 if the completion's answer names the gold option, 0.0 if not, ``None`` if the row is not an MCQ."""
-    if task is not None and task != MCQ:
-        return None
-    opts = clean_options(options)
-    gold = gold_letter(answer, opts)
+    opts, gold = _gold(answer, options, task)
     if gold is None:
         return None
     extracted = extract_answer(text, policy, fallbacks, opts)
@@ -136,10 +139,7 @@ def open_medical_r1_accuracy(text: str, answer: Any, options: Any = None, task: 
     the original, the ``option`` column held the gold option's text for MedQA rows but the whole options dict for
     MedXpertQA rows, so those rows could only ever score 2.0 or 0.0; here it is always ``options[answer]``.
     """
-    if task is not None and task != MCQ:
-        return None
-    opts = clean_options(options)
-    gold = gold_letter(answer, opts)
+    opts, gold = _gold(answer, options, task)
     if gold is None:
         return None
     start = text.find(ANSWER_OPEN)
