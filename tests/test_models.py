@@ -13,7 +13,7 @@ import torch
 from medzero_pl import models
 from medzero_pl.models import load_causal_lm, load_tokenizer, resolve_model
 from medzero_pl.rollout import HFRolloutEngine, SamplingParams
-from tests.rollout.tiny import tiny_llama, tiny_tokenizer
+from tests.tiny import tiny_llama, tiny_tokenizer
 
 ALIAS = "smollm2-135m-instruct"
 HUB_ID = "Qwen/Qwen2.5-0.5B-Instruct"

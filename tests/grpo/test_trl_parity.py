@@ -20,6 +20,7 @@ trl_utils = pytest.importorskip("trl.trainer.utils")
 transformers = pytest.importorskip("transformers")
 
 from medzero_pl.grpo import completion_logprobs, group_advantages, grpo_loss, token_entropy  # noqa: E402
+from tests.tiny import tiny_config  # noqa: E402
 
 TEMPERATURE = 0.7
 MAX_COMPLETION_LENGTH = 8
@@ -29,15 +30,7 @@ METRICS = ["clip_ratio/low_mean", "clip_ratio/high_mean", "clip_ratio/region_mea
 
 def _tiny_llama(seed):
     torch.manual_seed(seed)
-    config = transformers.LlamaConfig(
-        vocab_size=64,
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-    )
+    config = tiny_config(hidden_size=16, intermediate_size=32, num_attention_heads=2, max_position_embeddings=64)
     model = transformers.LlamaForCausalLM(config).float()
     for p in model.parameters():  # HF's init std 0.02 gives ratios ~1 everywhere; widen it so clipping happens
         torch.nn.init.normal_(p, std=0.5)

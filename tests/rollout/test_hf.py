@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from medzero_pl.rollout import HFRolloutEngine, SamplingParams
-from tests.rollout.tiny import EOS, PAD, tiny_llama, tiny_tokenizer
+from tests.tiny import EOS, PAD, tiny_llama, tiny_tokenizer
 
 GREEDY = SamplingParams(max_new_tokens=8, temperature=0.0)
 PROMPTS = [[5, 6, 7], [8], [9, 10, 11, 12, 13, 14], [20, 21]]
