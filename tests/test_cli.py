@@ -19,3 +19,13 @@ def test_validate_and_fit_run_from_the_config_a_fit_run_wrote(toy, tmp_path):
 
     cli(["fit", "--config", str(config), "--ckpt_path", str(ckpt), "--trainer.max_steps", "3"])
     assert torch.load(ckpt, map_location="cpu", weights_only=True)["global_step"] == 3
+
+
+def test_the_shipped_cli_config_is_the_default_run():
+    import yaml
+
+    from medzero_pl.config import CONF_DIR, compose
+    from medzero_pl.fit import cli_config
+
+    shipped = yaml.safe_load((CONF_DIR / "cli" / "demo.yaml").read_text())
+    assert shipped == yaml.safe_load(yaml.safe_dump(cli_config(compose([]))))

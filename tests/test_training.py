@@ -113,3 +113,23 @@ def test_every_objective_variant_trains_with_finite_metrics(toy, tmp_path, setti
     assert ("kl" in metrics) == (cfg.grpo.beta > 0)
     assert (module.reference is not None) == (cfg.grpo.beta > 0)
     assert trainer.global_step == 2 * cfg.grpo.num_iterations
+
+
+def test_the_diagnosis_recipe_trains_with_the_diagnosis_zero_prompt_and_reward(toy, tmp_path):
+    overrides = [
+        f"model.name_or_path={toy['model']}",
+        "data=demo_diagnosis",
+        "prompt=diagnosis_zero",
+        "rewards=diagnosis",
+        "data.max_prompt_length=256",
+        "grpo.max_completion_length=8",
+        "trainer.max_steps=1",
+        "trainer.enable_progress_bar=false",
+        "logging.wandb=disabled",
+        f"run_dir={tmp_path}",
+    ]
+    cfg = compose(overrides)
+    trainer, module, datamodule, _ = build(cfg)
+    trainer.fit(module, datamodule=datamodule)
+    assert datamodule.train_items[0]["task"] == "diagnosis" and datamodule.train_items[0]["diagnoses"]
+    assert "rewards/diagnosis_match/mean" in trainer.callback_metrics
