@@ -1,7 +1,7 @@
 """Write a composed medzero config in LightningCLI layout (for `python -m medzero_pl fit --config ...`).
 
-    python scripts/write_cli_config.py conf/cli/demo.yaml                     # the embedded default
-    python scripts/write_cli_config.py my_run.yaml experiment=rarearena_1.5b  # any overrides
+python scripts/write_cli_config.py conf/cli/demo.yaml                     # the embedded default
+python scripts/write_cli_config.py my_run.yaml experiment=rarearena_1.5b  # any overrides
 """
 
 from __future__ import annotations
