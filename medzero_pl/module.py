@@ -247,7 +247,11 @@ class GRPOModule(LightningModule):
         logits = model(input_ids=ids, attention_mask=attn, use_cache=False, logits_to_keep=n_completion + 1).logits
         logits = logits[:, :-1, :]  # (B, Lc, V): the logit at t predicts token t+1
         logp = completion_logprobs(logits, completion_ids, self.grpo.temperature)
-        entropy = token_entropy(logits, self.grpo.temperature) if with_entropy else None
+        entropy = None
+        if with_entropy:
+            # Logged always, but it needs a graph only when it is part of the loss.
+            with torch.set_grad_enabled(torch.is_grad_enabled() and self.grpo.entropy_coef != 0):
+                entropy = token_entropy(logits, self.grpo.temperature)
         return logp, entropy
 
     def _pack(self, prompt_ids: list[list[int]], rollouts: Rollouts) -> dict[str, torch.Tensor]:

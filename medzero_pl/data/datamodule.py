@@ -13,12 +13,14 @@ from typing import Any
 import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Sampler
+from transformers import PreTrainedTokenizerBase
 
 from medzero_pl.config import DataConfig
-from medzero_pl.data.mixing import CURRICULA, load_sources, mix, train_val_split
+from medzero_pl.data.mixing import apply_curriculum, load_sources, mix, train_val_split
 from medzero_pl.data.prompts import PromptTemplate, render_prompt
 from medzero_pl.data.readers import resolve_path
 from medzero_pl.data.records import DataFormatError, Example
+from medzero_pl.models import load_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -77,13 +79,11 @@ class MedZeroDataModule(LightningDataModule):
         self.train_items: list[dict[str, Any]] = []
         self.val_items: list[dict[str, Any]] = []
         self.consumed_batches = 0
-        self._tokenizer = None
+        self._tokenizer: PreTrainedTokenizerBase | None = None
 
     @property
-    def tokenizer(self):
+    def tokenizer(self) -> PreTrainedTokenizerBase:
         if self._tokenizer is None:
-            from medzero_pl.models import load_tokenizer
-
             self._tokenizer = load_tokenizer(self.tokenizer_name)
         return self._tokenizer
 
@@ -105,7 +105,9 @@ class MedZeroDataModule(LightningDataModule):
             train, val = train_val_split(train, cfg.val_fraction, seed=cfg.seed)
         else:
             val = []
-        train = CURRICULA[cfg.curriculum](train, seed=cfg.seed, key=cfg.difficulty_key, batch_size=cfg.prompts_per_step)
+        train = apply_curriculum(
+            train, cfg.curriculum, seed=cfg.seed, key=cfg.difficulty_key, batch_size=cfg.prompts_per_step
+        )
         self.train_items = [self._render(ex) for ex in train]
         self.val_items = [self._render(ex) for ex in val]
         log.info("data: %d training prompts, %d validation prompts", len(self.train_items), len(self.val_items))
