@@ -1,17 +1,22 @@
-"""`python -m medzero_pl fit|validate --config <file> [--ckpt_path ...]`: LightningCLI over the same dataclasses.
+"""`python -m medzero_pl fit|validate --config <file> [--ckpt_path ...]`: LightningCLI over the same run.
 
-Every run of `python -m medzero_pl.fit` writes `<run_dir>/cli_config.yaml`, a config in this CLI's layout:
+The trainer is `MedZeroTrainer` (medzero_pl/run.py), the same one `python -m medzero_pl.fit` builds, so both entry
+points give the same run. Every fit writes `<run_dir>/cli_config.yaml`, a config in this CLI's layout:
 
     python -m medzero_pl validate --config runs/default/cli_config.yaml --ckpt_path runs/default/checkpoints/last.ckpt
+    python -m medzero_pl fit --config runs/default/cli_config.yaml --ckpt_path auto     # resume the run
 """
 
 from __future__ import annotations
 
+import sys
+
 from lightning.pytorch.cli import LightningCLI
 
-from medzero_pl.callbacks.checkpointing import AtomicCheckpointIO, LastCheckpoint
 from medzero_pl.data.datamodule import MedZeroDataModule
+from medzero_pl.errors import report_user_errors
 from medzero_pl.module import GRPOModule
+from medzero_pl.run import MedZeroTrainer
 
 
 class MedZeroCLI(LightningCLI):
@@ -28,18 +33,22 @@ def main(args: list[str] | None = None) -> MedZeroCLI:
     return MedZeroCLI(
         GRPOModule,
         MedZeroDataModule,
+        trainer_class=MedZeroTrainer,
+        save_config_callback=None,  # the run writes <run_dir>/config.yaml and cli_config.yaml itself
         parser_kwargs={"parser_mode": "omegaconf"},
-        trainer_defaults={
-            "enable_checkpointing": False,
-            "use_distributed_sampler": False,
-            "num_sanity_val_steps": 0,
-            "plugins": [AtomicCheckpointIO()],
-            "callbacks": [LastCheckpoint()],
-        },
-        save_config_kwargs={"overwrite": True},
         args=args,
     )
 
 
+def exit_code(args: list[str] | None = None) -> int:
+    """0, 2 for a user error (one `error:` line), or 128 + signal when a signal stopped training."""
+
+    def run() -> int:
+        signal = main(args).trainer.stopped_by_signal
+        return 128 + signal if signal is not None else 0
+
+    return report_user_errors(run)
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(exit_code())

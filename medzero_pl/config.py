@@ -22,6 +22,7 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 
 from medzero_pl.data.mixing import CURRICULA, DataSource
 from medzero_pl.data.prompts import PromptTemplate
+from medzero_pl.errors import UserError
 from medzero_pl.grpo import ADVANTAGE_SCALES, AGGREGATIONS
 from medzero_pl.rewards import RewardSpec
 
@@ -116,25 +117,30 @@ class OptimConfig:
 @dataclass
 class TrainerConfig:
     max_steps: int = 20
-    """Generation batches to train on."""
+    """GRPO steps (generation batches) to train for; each makes `grpo.num_iterations` optimizer steps."""
     accelerator: str = "auto"
     """cpu | gpu | auto."""
     devices: Any = 1
     """Devices per node (int or 'auto')."""
+    num_nodes: int = 1
+    """Machines in the run (launched by torchrun or SLURM; see the README)."""
     strategy: str = "auto"
     """auto | ddp | deepspeed_stage_3 (GPU only)."""
     precision: str = "32-true"
     """Lightning precision: 32-true | bf16-mixed | bf16-true."""
     log_every_n_steps: int = 1
-    """Logging interval in training steps."""
+    """Logging interval in GRPO steps."""
     val_check_interval: int | None = None
-    """Validate every N training steps; None validates only at the end of `fit`."""
+    """Validate every N GRPO steps; None validates only at the end of `fit`."""
     limit_val_batches: Any = 1.0
     """Fraction or number of validation batches."""
     checkpoint_every_n_steps: int = 5
-    """Write `last.ckpt` (atomically) every N training steps."""
+    """Write `last.ckpt` (atomically) every N GRPO steps."""
     enable_progress_bar: bool = True
-    """Show a progress bar with reward and completion length."""
+    """Show a progress bar of GRPO steps with reward and completion length."""
+    lightning: dict[str, Any] = field(default_factory=dict)
+    """Any other `lightning.Trainer` argument, e.g. `trainer.lightning.profiler=simple` (checked against its
+    signature). Gradient accumulation is `grpo.micro_batch_size`: a generation batch is one optimizer step."""
 
 
 @dataclass
@@ -165,11 +171,15 @@ class Config:
     """Global seed (model init, generation)."""
     resume: str | None = None
     """A checkpoint path, or `auto` for the latest checkpoint in `run_dir`."""
+    resume_allow_changes: bool = False
+    """Resume even when settings that change the data stream or the objective differ from the checkpoint's."""
+    overwrite: bool = False
+    """Start afresh in a `run_dir` that already holds a checkpoint (it is replaced as the new run saves)."""
     print_config: bool = False
     """Print the resolved config and exit."""
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A configuration problem, worded for the person who typed the override."""
 
 
@@ -215,46 +225,90 @@ def compose(overrides: list[str] | None = None, conf_dir: Path | str = CONF_DIR)
 def validate(cfg: Config) -> None:
     """Collect every problem into one error, so a run never fails halfway on a setting."""
     problems: list[str] = []
-    g, d = cfg.grpo, cfg.data
-    if g.num_generations < 2:
-        problems.append(f"grpo.num_generations={g.num_generations}: a group needs at least 2 completions")
-    if g.loss_type not in AGGREGATIONS:
-        problems.append(f"grpo.loss_type={g.loss_type!r}: expected one of {sorted(AGGREGATIONS)}")
-    if g.scale_rewards not in ADVANTAGE_SCALES:
-        problems.append(f"grpo.scale_rewards={g.scale_rewards!r}: expected one of {sorted(ADVANTAGE_SCALES)}")
-    if d.curriculum not in CURRICULA:
-        problems.append(f"data.curriculum={d.curriculum!r}: expected one of {sorted(CURRICULA)}")
-    if d.prompts_per_step < 1:
-        problems.append(f"data.prompts_per_step={d.prompts_per_step}: expected at least 1")
-    batch = d.prompts_per_step * g.num_generations
-    if g.micro_batch_size < 1 or batch % g.micro_batch_size:
-        problems.append(
-            f"grpo.micro_batch_size={g.micro_batch_size} does not divide the generation batch "
-            f"data.prompts_per_step x grpo.num_generations = {d.prompts_per_step} x {g.num_generations} = {batch}"
-        )
-    if isinstance(cfg.trainer.devices, int) and cfg.trainer.devices > 1 and d.prompts_per_step % cfg.trainer.devices:
-        problems.append(
-            f"data.prompts_per_step={d.prompts_per_step} must be a multiple of trainer.devices="
-            f"{cfg.trainer.devices} so that every group stays on one rank"
-        )
-    if g.num_iterations < 1:
-        problems.append(f"grpo.num_iterations={g.num_iterations}: expected at least 1")
-    if g.temperature <= 0:
-        problems.append(f"grpo.temperature={g.temperature}: expected > 0 (the trainer divides logits by it)")
-    if not 0 <= g.epsilon_low < 1 or g.epsilon_high < 0:
-        problems.append(f"grpo.epsilon_low/high={g.epsilon_low}/{g.epsilon_high}: expected 0 <= low < 1, high >= 0")
-    if g.beta < 0:
-        problems.append(f"grpo.beta={g.beta}: expected >= 0")
-    if cfg.model.dtype not in ("float32", "bfloat16", "float16"):
-        problems.append(f"model.dtype={cfg.model.dtype!r}: expected float32 | bfloat16 | float16")
-    if cfg.optim.scheduler not in ("cosine", "constant"):
-        problems.append(f"optim.scheduler={cfg.optim.scheduler!r}: expected cosine | constant")
+    g, d, o, t = cfg.grpo, cfg.data, cfg.optim, cfg.trainer
+
+    def require(ok: bool, key: str, value: Any, expected: str) -> None:
+        if not ok:
+            problems.append(f"{key}={value!r}: expected {expected}")
+
+    require(g.num_generations >= 2, "grpo.num_generations", g.num_generations, "at least 2 (a group needs two)")
+    require(g.loss_type in AGGREGATIONS, "grpo.loss_type", g.loss_type, f"one of {sorted(AGGREGATIONS)}")
+    require(
+        g.scale_rewards in ADVANTAGE_SCALES, "grpo.scale_rewards", g.scale_rewards, f"one of {sorted(ADVANTAGE_SCALES)}"
+    )
+    require(g.max_completion_length >= 1, "grpo.max_completion_length", g.max_completion_length, "at least 1")
+    require(g.num_iterations >= 1, "grpo.num_iterations", g.num_iterations, "at least 1")
+    require(g.micro_batch_size >= 1, "grpo.micro_batch_size", g.micro_batch_size, "at least 1")
+    require(g.temperature > 0, "grpo.temperature", g.temperature, "> 0 (the trainer divides logits by it)")
+    require(0 < g.top_p <= 1, "grpo.top_p", g.top_p, "0 < top_p <= 1")
+    require(g.top_k >= 0, "grpo.top_k", g.top_k, ">= 0 (0 disables top-k)")
+    require(0 <= g.epsilon_low < 1, "grpo.epsilon_low", g.epsilon_low, "0 <= epsilon_low < 1")
+    require(g.epsilon_high >= 0, "grpo.epsilon_high", g.epsilon_high, ">= 0")
+    require(g.beta >= 0, "grpo.beta", g.beta, ">= 0")
+    require(g.entropy_coef >= 0, "grpo.entropy_coef", g.entropy_coef, ">= 0 (a bonus weight)")
+    require(d.curriculum in CURRICULA, "data.curriculum", d.curriculum, f"one of {sorted(CURRICULA)}")
+    require(d.prompts_per_step >= 1, "data.prompts_per_step", d.prompts_per_step, "at least 1")
+    require(d.val_batch_size >= 1, "data.val_batch_size", d.val_batch_size, "at least 1")
+    require(d.max_prompt_length >= 1, "data.max_prompt_length", d.max_prompt_length, "at least 1")
+    require(d.train_size is None or d.train_size >= 1, "data.train_size", d.train_size, "at least 1, or null")
+    require(0 <= d.val_fraction < 1, "data.val_fraction", d.val_fraction, "0 <= fraction < 1")
+    require(o.lr > 0, "optim.lr", o.lr, "> 0")
+    require(o.weight_decay >= 0, "optim.weight_decay", o.weight_decay, ">= 0")
+    betas_ok = len(o.betas) == 2 and all(0 <= b < 1 for b in o.betas)
+    require(betas_ok, "optim.betas", list(o.betas), "two values in [0, 1)")
+    require(o.warmup_steps >= 0, "optim.warmup_steps", o.warmup_steps, ">= 0")
+    require(o.scheduler in ("cosine", "constant"), "optim.scheduler", o.scheduler, "cosine | constant")
+    require(0 <= o.min_lr_ratio <= 1, "optim.min_lr_ratio", o.min_lr_ratio, "0 <= ratio <= 1")
+    require(o.grad_clip >= 0, "optim.grad_clip", o.grad_clip, ">= 0 (0 disables clipping)")
+    require(t.max_steps >= 1, "trainer.max_steps", t.max_steps, "at least 1 (GRPO steps to train)")
+    require(t.num_nodes >= 1, "trainer.num_nodes", t.num_nodes, "at least 1")
+    require(t.log_every_n_steps >= 1, "trainer.log_every_n_steps", t.log_every_n_steps, "at least 1")
+    require(
+        t.checkpoint_every_n_steps >= 1, "trainer.checkpoint_every_n_steps", t.checkpoint_every_n_steps, "at least 1"
+    )
+    require(
+        t.val_check_interval is None or t.val_check_interval >= 1,
+        "trainer.val_check_interval",
+        t.val_check_interval,
+        "at least 1, or null (validate at the end)",
+    )
+    require(
+        t.devices == "auto" or (isinstance(t.devices, int) and t.devices >= 1),
+        "trainer.devices",
+        t.devices,
+        "'auto' or at least 1",
+    )
+    require(
+        cfg.model.dtype in ("float32", "bfloat16", "float16"),
+        "model.dtype",
+        cfg.model.dtype,
+        "float32 | bfloat16 | float16",
+    )
+    require(
+        cfg.logging.wandb in ("auto", "online", "offline", "disabled"),
+        "logging.wandb",
+        cfg.logging.wandb,
+        "auto | online | offline | disabled",
+    )
+    require(cfg.logging.log_completions >= 0, "logging.log_completions", cfg.logging.log_completions, ">= 0")
     if not d.sources:
         problems.append("data.sources is empty: choose a recipe (data=demo) or list sources")
     if not cfg.rewards:
         problems.append("rewards is empty: choose a preset (rewards=mcq) or list {name, weight, kwargs}")
-    if not 0 <= d.val_fraction < 1:
-        problems.append(f"data.val_fraction={d.val_fraction}: expected 0 <= fraction < 1")
+    for i, spec in enumerate(cfg.rewards):
+        require(spec.weight >= 0, f"rewards.{i}.weight", spec.weight, ">= 0 (a penalty reward returns negative values)")
+    batch = d.prompts_per_step * g.num_generations
+    if g.micro_batch_size >= 1 and batch % g.micro_batch_size:
+        problems.append(
+            f"grpo.micro_batch_size={g.micro_batch_size} does not divide the generation batch "
+            f"data.prompts_per_step x grpo.num_generations = {d.prompts_per_step} x {g.num_generations} = {batch}"
+        )
+    ranks = t.num_nodes * t.devices if isinstance(t.devices, int) else None
+    if ranks and ranks > 1 and d.prompts_per_step % ranks:
+        problems.append(
+            f"data.prompts_per_step={d.prompts_per_step} must be a multiple of trainer.num_nodes x trainer.devices="
+            f"{ranks} so that every group stays on one rank"
+        )
     opened = cfg.prompt.completion_prefix.rstrip().endswith("<think>")
     for i, spec in enumerate(cfg.rewards):
         if (
@@ -266,10 +320,49 @@ def validate(cfg: Config) -> None:
                 f"completion_prefix {'ends' if opened else 'does not end'} with <think>, so completions "
                 f"{'start inside' if opened else 'must open'} the think block"
             )
-    if cfg.logging.wandb not in ("auto", "online", "offline", "disabled"):
-        problems.append(f"logging.wandb={cfg.logging.wandb!r}: expected auto | online | offline | disabled")
+    problems += _lightning_problems(t.lightning)
     if problems:
-        raise ConfigError("Invalid configuration:\n  - " + "\n  - ".join(problems))
+        raise ConfigError("invalid configuration: " + "; ".join(problems))
+
+
+# Trainer arguments medzero_pl sets itself (see medzero_pl/run.py), or that have their own `trainer.*` field.
+MANAGED_TRAINER_ARGS = {
+    "callbacks": "add callbacks to medzero_pl/run.py:run_callbacks",
+    "logger": "see logging.*",
+    "plugins": "checkpoints are written by medzero_pl's atomic CheckpointIO",
+    "enable_checkpointing": "checkpoints are written by medzero_pl (trainer.checkpoint_every_n_steps)",
+    "default_root_dir": "see run_dir",
+    "use_distributed_sampler": "the data module shards whole groups across ranks itself",
+    "num_sanity_val_steps": "validation never runs before training",
+    "accumulate_grad_batches": "a generation batch is one optimizer step; use grpo.micro_batch_size",
+    "max_epochs": "the data stream is endless; use trainer.max_steps",
+    "gradient_clip_val": "see optim.grad_clip",
+}
+
+
+def lightning_trainer_args() -> list[str]:
+    from lightning.pytorch import Trainer
+
+    return [name for name in inspect.signature(Trainer.__init__).parameters if name != "self"]
+
+
+def _lightning_problems(extra: dict[str, Any]) -> list[str]:
+    """Keys of `trainer.lightning` that Lightning's Trainer does not take, or that medzero_pl manages itself."""
+    if not extra:
+        return []
+    valid = lightning_trainer_args()
+    own = {f.name for f in fields(TrainerConfig)}
+    problems = []
+    for key in extra:
+        if key in own:
+            problems.append(f"trainer.lightning.{key}: set trainer.{key} instead")
+        elif key in MANAGED_TRAINER_ARGS:
+            problems.append(f"trainer.lightning.{key}: managed by medzero_pl ({MANAGED_TRAINER_ARGS[key]})")
+        elif key not in valid:
+            close = difflib.get_close_matches(key, valid, n=3, cutoff=0.6)
+            hint = f" Did you mean: {', '.join(f'trainer.lightning.{c}' for c in close)}?" if close else ""
+            problems.append(f"trainer.lightning.{key}: not an argument of lightning.Trainer.{hint}")
+    return problems
 
 
 def to_yaml(cfg: Config) -> str:
@@ -373,6 +466,8 @@ def _explain(err: OmegaConfBaseException, origin: str) -> str:
         close = difflib.get_close_matches(leaf, valid, n=3, cutoff=0.5)
         hint = f" Did you mean: {', '.join(f'{parent}.{c}' if parent else c for c in close)}?" if close else ""
         listing = f" Valid keys{' of ' + parent if parent else ''}: {', '.join(valid)}." if valid else ""
+        if parent == "trainer" and leaf in lightning_trainer_args() and leaf not in MANAGED_TRAINER_ARGS:
+            hint = f" It is a lightning.Trainer argument: set trainer.lightning.{leaf}=..."
         return f"{origin}: unknown key '{key}'.{hint}{listing}"
     msg = str(err).split("\n")[0]
     return f"{origin}: bad value for '{key}': {msg}"

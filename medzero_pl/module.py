@@ -14,7 +14,7 @@ Public surface used by callbacks: `policy`, `tokenizer`, `engine` (swap it to ch
 
 from __future__ import annotations
 
-import math
+import logging
 import random
 import time
 from dataclasses import asdict, is_dataclass, replace
@@ -23,9 +23,11 @@ from typing import Any
 import numpy as np
 import torch
 from lightning.pytorch import LightningModule
+from transformers import get_scheduler
 
 from medzero_pl.config import GRPOConfig, ModelConfig, OptimConfig
 from medzero_pl.data.datamodule import collate
+from medzero_pl.errors import UserError
 from medzero_pl.grpo import completion_logprobs, group_advantages, grpo_loss, token_entropy
 from medzero_pl.models import load_causal_lm, load_tokenizer
 from medzero_pl.rewards import RewardSpec, build_rewards
@@ -33,6 +35,7 @@ from medzero_pl.rollout.base import RolloutEngine, Rollouts, SamplingParams
 from medzero_pl.rollout.hf import HFRolloutEngine
 
 RNG_KEY = "medzero_rng"
+log = logging.getLogger(__name__)
 
 
 class GRPOModule(LightningModule):
@@ -62,7 +65,8 @@ class GRPOModule(LightningModule):
             }
         )
         self.automatic_optimization = False
-        self.reward_set = build_rewards(rewards or [])
+        self.reward_specs = [r if isinstance(r, RewardSpec) else RewardSpec(**r) for r in rewards or []]
+        self.reward_set = build_rewards(self.reward_specs)
         self.tokenizer = load_tokenizer(self.model_config.name_or_path)
         self.policy: torch.nn.Module | None = None
         self.reference: torch.nn.Module | None = None
@@ -84,6 +88,11 @@ class GRPOModule(LightningModule):
             object.__setattr__(self, "reference", reference)
         self.engine = HFRolloutEngine(self.policy, self.tokenizer)
 
+    @property
+    def optimizer_steps_per_batch(self) -> int:
+        """mu: each generation batch (one GRPO step) makes this many optimizer steps."""
+        return self.grpo.num_iterations
+
     def configure_optimizers(self) -> Any:
         opt = torch.optim.AdamW(
             self.policy.parameters(),
@@ -91,23 +100,41 @@ class GRPOModule(LightningModule):
             betas=tuple(self.optim.betas),
             weight_decay=self.optim.weight_decay,
         )
-        total = max(1, self.trainer.max_steps) if self.trainer and self.trainer.max_steps > 0 else 1
-        schedule = lr_lambda(self.optim.warmup_steps, total, self.optim.scheduler, self.optim.min_lr_ratio)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+        total = max(1, self.trainer.max_steps)  # optimizer steps: GRPO steps x mu
+        name, extra = ("constant_with_warmup", None)
+        if self.optim.scheduler == "cosine":
+            name, extra = "cosine_with_min_lr", {"min_lr_rate": self.optim.min_lr_ratio}
+        sched = get_scheduler(name, opt, self.optim.warmup_steps, total, scheduler_specific_kwargs=extra)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def on_fit_start(self) -> None:
         if self.reference is not None:
             self.reference.to(self.device)
-        items = getattr(self.trainer.datamodule, "train_items", None)
-        if items:
-            self.check_rewards(collate(items[:2]))
 
-    def check_rewards(self, batch: dict[str, Any]) -> None:
-        """Score placeholder completions once before training, so a broken reward fails at start-up."""
-        columns = {k: v for k, v in batch.items() if k != "prompt_ids"}
+    def check_rewards(self, items: list[dict[str, Any]], per_source: int = 8) -> None:
+        """Score a placeholder completion on a few rows of every source before training, so a broken reward, or a
+        reward set that applies to none of the data (MCQ rewards on diagnosis cases), fails at start-up."""
+        sample: dict[str, list[dict[str, Any]]] = {}
+        for item in items:
+            rows = sample.setdefault(item["source"], [])
+            if len(rows) < per_source:
+                rows.append(item)
+        rows = [row for group in sample.values() for row in group]
+        if not rows:
+            return
+        columns = {k: v for k, v in collate(rows).items() if k != "prompt_ids"}
         prompts = columns.pop("prompts")
-        self.reward_set(prompts, ["<think>probe</think><answer>probe</answer>"] * len(prompts), **columns)
+        probe = "<think>probe</think><answer>probe</answer>"
+        scored = self.reward_set(prompts, [probe] * len(rows), completion_ids=[[0]] * len(rows), **columns)
+        unused = [name for name, values in scored.per_function.items() if all(v is None for v in values)]
+        tasks = sorted({row["task"] for row in rows})
+        if len(unused) == len(scored.per_function):
+            raise UserError(
+                f"rewards: none of {unused} applies to the training data (tasks: {', '.join(tasks)}); every reward "
+                "would be 0 and nothing would be learnt. Choose a reward preset that matches the data"
+            )
+        if unused:
+            log.warning("rewards %s apply to none of the training data (tasks: %s)", unused, ", ".join(tasks))
 
     @property
     def sampling(self) -> SamplingParams:
@@ -132,7 +159,7 @@ class GRPOModule(LightningModule):
 
         columns = {k: repeat_each(v, G) for k, v in batch.items() if k not in ("prompt_ids",)}
         prompts = columns.pop("prompts")
-        scored = self.reward_set(prompts, rollouts.texts, **columns)
+        scored = self.reward_set(prompts, rollouts.texts, completion_ids=rollouts.completion_ids, **columns)
         rewards = torch.tensor(scored.total, dtype=torch.float32)
         advantages, zero_std = group_advantages(rewards, G, g.scale_rewards)
         t_score = time.perf_counter()
@@ -228,9 +255,10 @@ class GRPOModule(LightningModule):
                 sums["loss"] = sums.get("loss", 0.0) + loss.item() / n_micro
                 for k, v in metrics.items():
                     sums[k] = sums.get(k, 0.0) + v.item() * weight
+            grads = [p.grad for p in self.policy.parameters() if p.grad is not None]
+            sums["grad_norm"] = sums.get("grad_norm", 0.0) + torch.nn.utils.get_total_norm(grads).item()
             if self.optim.grad_clip > 0:
-                norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.optim.grad_clip)
-                sums["grad_norm"] = sums.get("grad_norm", 0.0) + norm.item()
+                self.clip_gradients(opt, gradient_clip_val=self.optim.grad_clip, gradient_clip_algorithm="norm")
             opt.step()
             sched.step()
             old_logp = old_logp if old_logp is not None else torch.cat(first_pass)
@@ -287,7 +315,7 @@ class GRPOModule(LightningModule):
         rollouts = self.engine.generate(batch["prompt_ids"], 1, sampling)
         columns = {k: v for k, v in batch.items() if k != "prompt_ids"}
         prompts = columns.pop("prompts")
-        scored = self.reward_set(prompts, rollouts.texts, **columns)
+        scored = self.reward_set(prompts, rollouts.texts, completion_ids=rollouts.completion_ids, **columns)
         n = len(rollouts)
         self.log("val/reward", float(np.mean(scored.total)), batch_size=n, prog_bar=True)
         lengths = [len(c) for c in rollouts.completion_ids]
@@ -321,17 +349,3 @@ class GRPOModule(LightningModule):
 def repeat_each(values: list[Any], n: int) -> list[Any]:
     """[a, b] -> [a, a, b, b] for n=2: the prompt-major layout of a generation batch."""
     return [v for v in values for _ in range(n)]
-
-
-def lr_lambda(warmup: int, total: int, kind: str, floor: float):
-    """Linear warmup then cosine decay to `floor` (or constant) as a LambdaLR multiplier."""
-
-    def schedule(step: int) -> float:
-        if warmup and step < warmup:
-            return (step + 1) / warmup
-        if kind == "constant":
-            return 1.0
-        progress = min(1.0, (step - warmup) / max(1, total - warmup))
-        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-
-    return schedule

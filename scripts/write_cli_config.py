@@ -11,7 +11,7 @@ import sys
 import yaml
 
 from medzero_pl.config import compose
-from medzero_pl.fit import cli_config
+from medzero_pl.run import cli_config
 
 HEADER = """# The embedded default run (conf/config.yaml) in LightningCLI layout, generated from the same dataclasses:
 #   python -m medzero_pl fit --config conf/cli/demo.yaml

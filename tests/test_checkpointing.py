@@ -1,11 +1,13 @@
-"""Checkpoint files are replaced atomically, and `resume=auto` finds the right one."""
+"""Checkpoint files are replaced atomically, the previous save is kept, and a failed save names its cause."""
 
 from __future__ import annotations
+
+import builtins
 
 import pytest
 import torch
 
-from medzero_pl.callbacks.checkpointing import AtomicCheckpointIO, latest_checkpoint
+from medzero_pl.callbacks.checkpointing import AtomicCheckpointIO, CheckpointSaveError
 
 
 def test_a_failed_write_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
@@ -18,20 +20,36 @@ def test_a_failed_write_leaves_the_previous_checkpoint_intact(tmp_path, monkeypa
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", crash)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(CheckpointSaveError, match="disk full"):
         io.save_checkpoint({"step": 2}, path)
     monkeypatch.undo()
     assert torch.load(path, weights_only=True) == {"step": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temporary file left behind
 
 
-def test_latest_checkpoint_prefers_last_and_ignores_temporary_files(tmp_path):
-    ckpts = tmp_path / "checkpoints"
-    assert latest_checkpoint(tmp_path) is None
-    ckpts.mkdir()
-    (ckpts / "last.ckpt.tmp123").write_bytes(b"partial")
-    assert latest_checkpoint(tmp_path) is None
-    (ckpts / "step-4.ckpt").write_bytes(b"x")
-    assert latest_checkpoint(tmp_path) == ckpts / "step-4.ckpt"
-    (ckpts / "last.ckpt").write_bytes(b"x")
-    assert latest_checkpoint(tmp_path) == ckpts / "last.ckpt"
+def test_replacing_last_keeps_the_save_before_it_as_previous(tmp_path):
+    io = AtomicCheckpointIO()
+    for step in (1, 2, 3):
+        io.save_checkpoint({"step": step}, tmp_path / "last.ckpt")
+    assert torch.load(tmp_path / "last.ckpt", weights_only=True) == {"step": 3}
+    assert torch.load(tmp_path / "previous.ckpt", weights_only=True) == {"step": 2}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt", "previous.ckpt"]
+
+
+def test_a_full_disk_is_reported_as_such_not_as_a_torch_internal_error(tmp_path, monkeypatch):
+    real_open = builtins.open
+
+    def open_full_disk(file, mode="r", *args, **kwargs):
+        return real_open("/dev/full", mode, *args, **kwargs) if ".tmp" in str(file) else real_open(file, mode)
+
+    io = AtomicCheckpointIO()
+    monkeypatch.setattr(builtins, "open", open_full_disk)
+    with pytest.raises(CheckpointSaveError) as err:
+        io.save_checkpoint({"weights": torch.zeros(10_000)}, tmp_path / "last.ckpt")
+    assert str(err.value) == f"could not save checkpoint {tmp_path / 'last.ckpt'}: no space left on device (disk full)"
+
+
+def test_an_unwritable_location_is_reported_with_its_os_reason(tmp_path):
+    (tmp_path / "checkpoints").write_text("a file where a folder should be")
+    with pytest.raises(CheckpointSaveError, match="could not save checkpoint .*: (File exists|Not a directory)"):
+        AtomicCheckpointIO().save_checkpoint({"step": 1}, tmp_path / "checkpoints" / "last.ckpt")

@@ -25,7 +25,7 @@ def test_the_shipped_cli_config_is_the_default_run():
     import yaml
 
     from medzero_pl.config import CONF_DIR, compose
-    from medzero_pl.fit import cli_config
+    from medzero_pl.run import cli_config
 
     shipped = yaml.safe_load((CONF_DIR / "cli" / "demo.yaml").read_text())
     assert shipped == yaml.safe_load(yaml.safe_dump(cli_config(compose([]))))

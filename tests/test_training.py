@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 from lightning.pytorch import Callback
@@ -26,11 +24,10 @@ class RecordRewards(Callback):
 
 def run(overrides: list[str], stop_after: int | None = None) -> tuple[RecordRewards, dict[str, torch.Tensor]]:
     cfg = compose(overrides)
-    trainer, module, datamodule, _ = build(cfg)
+    trainer, module, datamodule = build(cfg)
     recorder = RecordRewards(stop_after)
     trainer.callbacks.append(recorder)
-    ckpt = str(Path(cfg.run_dir) / "checkpoints" / "last.ckpt") if cfg.resume else None
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.resume)
     return recorder, {k: v.clone() for k, v in module.policy.state_dict().items()}
 
 
@@ -106,7 +103,7 @@ def test_a_resumed_run_keeps_the_metrics_of_the_steps_before(toy, tmp_path):
 )
 def test_every_objective_variant_trains_with_finite_metrics(toy, tmp_path, settings):
     cfg = compose(toy_overrides(toy, tmp_path, **{"trainer.max_steps": 2}, **settings))
-    trainer, module, datamodule, _ = build(cfg)
+    trainer, module, datamodule = build(cfg)
     trainer.fit(module, datamodule=datamodule)
     metrics = trainer.callback_metrics
     assert all(torch.isfinite(v).all() for v in metrics.values())
@@ -129,7 +126,7 @@ def test_the_diagnosis_recipe_trains_with_the_diagnosis_zero_prompt_and_reward(t
         f"run_dir={tmp_path}",
     ]
     cfg = compose(overrides)
-    trainer, module, datamodule, _ = build(cfg)
+    trainer, module, datamodule = build(cfg)
     trainer.fit(module, datamodule=datamodule)
     assert datamodule.train_items[0]["task"] == "diagnosis" and datamodule.train_items[0]["diagnoses"]
     assert "rewards/diagnosis_match/mean" in trainer.callback_metrics

@@ -1,12 +1,15 @@
-"""Crash-safe checkpoints: atomic writes, a checkpoint on SIGTERM/SIGINT, and finding the latest one.
+"""Crash-safe checkpoints: atomic writes that keep the previous save, and a checkpoint on SIGTERM/SIGINT.
 
 Lightning's own `_atomic_save` stages the file in the system temp dir and moves it, which is a copy (not a rename)
 when the run directory is on another filesystem. Here the temp file sits next to the target and `os.replace`
-swaps it in, so a crash during saving leaves the previous checkpoint intact.
+swaps it in, so a crash during saving leaves the previous checkpoint intact; the save before it stays beside it
+as `previous.ckpt`, so even a `last.ckpt` damaged after the fact leaves something to resume from.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import os
 import signal
@@ -17,25 +20,39 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch import Callback, LightningModule, Trainer
 
+from medzero_pl.errors import UserError
+from medzero_pl.rundir import LAST, PREVIOUS
+
 log = logging.getLogger(__name__)
-LAST = "last.ckpt"
+
+
+class CheckpointSaveError(UserError):
+    """A checkpoint could not be written (disk full, permissions); the previous one is intact."""
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Write to `<path>.tmp` in the same directory, fsync, then rename over `<path>`."""
+    """Write to `<path>.tmp<pid>` in the same directory, fsync, then rename over `<path>`.
+
+    Replacing `last.ckpt` first moves the old one to `previous.ckpt`. A failed write raises `CheckpointSaveError`
+    naming the real cause (e.g. "No space left on device"), and leaves the existing checkpoints untouched.
+    """
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
             with open(tmp, "wb") as f:
                 torch.save(checkpoint, f)
                 f.flush()
                 os.fsync(f.fileno())
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        except (OSError, RuntimeError) as err:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            raise CheckpointSaveError(f"could not save checkpoint {path}: {_cause(err)}") from err
+        if path.name == LAST and path.is_file():
+            os.replace(path, path.with_name(PREVIOUS))
+        os.replace(tmp, path)
 
 
 class LastCheckpoint(Callback):
@@ -96,10 +113,10 @@ class LastCheckpoint(Callback):
         self._previous.clear()
 
 
-def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    """The checkpoint a `resume=auto` run continues from: `last.ckpt`, else the newest `*.ckpt`."""
-    ckpt_dir = Path(run_dir) / "checkpoints"
-    if (ckpt_dir / LAST).is_file():
-        return ckpt_dir / LAST
-    candidates = sorted(ckpt_dir.glob("*.ckpt"), key=lambda p: p.stat().st_mtime)
-    return candidates[-1] if candidates else None
+def _cause(err: BaseException) -> str:
+    """The root cause of a failed write in a few words (torch wraps a full disk in an `inline_container` error)."""
+    if isinstance(err, OSError) and err.errno == errno.ENOSPC or "No space left" in str(err):
+        return "no space left on device (disk full)"
+    if isinstance(err, OSError):
+        return err.strerror or str(err)
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

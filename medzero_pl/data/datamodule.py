@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from dataclasses import asdict
 from typing import Any
 
 import torch
@@ -75,6 +76,8 @@ class MedZeroDataModule(LightningDataModule):
         super().__init__()
         self.config = data or DataConfig()
         self.prompt = prompt or PromptTemplate()
+        # Saved in checkpoints, so a resume can tell whether the data stream changed (plain containers only).
+        self.save_hyperparameters({"data": asdict(self.config), "prompt": asdict(self.prompt)})
         self.tokenizer_name = tokenizer
         self.train_items: list[dict[str, Any]] = []
         self.val_items: list[dict[str, Any]] = []
@@ -108,6 +111,7 @@ class MedZeroDataModule(LightningDataModule):
         train = apply_curriculum(
             train, cfg.curriculum, seed=cfg.seed, key=cfg.difficulty_key, batch_size=cfg.prompts_per_step
         )
+        report_duplicates(train, val)
         self.train_items = [self._render(ex) for ex in train]
         self.val_items = [self._render(ex) for ex in val]
         log.info("data: %d training prompts, %d validation prompts", len(self.train_items), len(self.val_items))
@@ -152,6 +156,29 @@ class MedZeroDataModule(LightningDataModule):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.consumed_batches = int(state_dict["consumed_batches"])
+
+
+def report_duplicates(train: list[Example], val: list[Example]) -> None:
+    """Warn about repeated ids and about validation questions that also sit in training (a leaked evaluation)."""
+    seen: dict[tuple[str, str], int] = {}
+    for ex in train:
+        seen[(ex.source, ex.id)] = seen.get((ex.source, ex.id), 0) + 1
+    repeated = [f"{source}/{id_}" for (source, id_), n in seen.items() if n > 1]
+    if repeated:
+        log.warning("%d ids occur more than once in the training data: %s", len(repeated), ", ".join(repeated[:5]))
+    train_questions = {_normalised(ex.question) for ex in train}
+    leaked = [ex.id for ex in val if _normalised(ex.question) in train_questions]
+    if leaked:
+        log.warning(
+            "%d of %d validation questions also occur in the training data (validation is not held out): %s",
+            len(leaked),
+            len(val),
+            ", ".join(leaked[:5]),
+        )
+
+
+def _normalised(text: str) -> str:
+    return " ".join(text.lower().split())
 
 
 def collate(items: list[dict[str, Any]]) -> dict[str, list[Any]]:

@@ -57,6 +57,7 @@ from __future__ import annotations
 import csv
 import importlib.resources
 import inspect
+import io
 import json
 import logging
 import random
@@ -109,9 +110,24 @@ def _json_lines(path: Path, text: str) -> list[Row]:
     return rows
 
 
+def read_text(path: Path) -> str:
+    """The file as text: UTF-8, with or without a byte-order mark; anything else names the line it breaks on."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise DataFormatError(
+            path,
+            line,
+            None,
+            f"UTF-8 text (byte 0x{data[error.start]:02x} is not valid UTF-8; re-save the file as UTF-8)",
+        ) from None
+
+
 def _read_json(path: Path) -> Any:
     """A whole JSON document, or the rows of a JSON-lines file that carries a ``.json`` name."""
-    text = path.read_text(encoding="utf-8")
+    text = read_text(path)
     try:
         return json.loads(text)
     except json.JSONDecodeError as error:
@@ -144,12 +160,11 @@ def _csv_rows(path: Path) -> list[Row]:
     The csv module, not pandas, so cells stay strings: an empty answer is "", not NaN.
     """
     rows: list[Row] = []
-    with path.open(encoding="utf-8-sig", newline="") as handle:  # -sig: spreadsheet exports start with a BOM
-        reader = csv.DictReader(handle)
-        start = 2  # line 1 is the header
-        for row in reader:
-            rows.append((start, dict(row)))
-            start = reader.line_num + 1
+    reader = csv.DictReader(io.StringIO(read_text(path), newline=""))  # spreadsheet exports start with a BOM
+    start = 2  # line 1 is the header
+    for row in reader:
+        rows.append((start, dict(row)))
+        start = reader.line_num + 1
     return rows
 
 
@@ -157,7 +172,7 @@ def read_rows(path: Path) -> list[Row]:
     """The raw rows of a ``.jsonl``, ``.json`` (list or JSON lines), ``.parquet`` or ``.csv`` file with locations."""
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
-        return _json_lines(path, path.read_text(encoding="utf-8"))
+        return _json_lines(path, read_text(path))
     if suffix == ".json":
         return _records(path, _read_json(path))
     if suffix == ".csv":
@@ -320,7 +335,26 @@ def read_medqa(path: Path, *, source: str | None = None) -> list[Example]:
          "meta_info": "step1", "answer_idx": "B", "metamap_phrases": [...]}
     """
     label = _source(path, source)
-    return [_medqa_record(path, where, row, source=label, index=i) for i, (where, row) in enumerate(read_rows(path))]
+    rows = read_rows(path)
+    _report_answer_mismatches(path, rows)
+    return [_medqa_record(path, where, row, source=label, index=i) for i, (where, row) in enumerate(rows)]
+
+
+def _report_answer_mismatches(path: Path, rows: list[Row]) -> None:
+    """MedQA rows carry the gold text twice (``answer`` and ``options[answer_idx]``); say where they disagree."""
+    bad = []
+    for where, row in rows:
+        options, letter, text = row.get("options"), row.get("answer_idx"), row.get("answer")
+        known = isinstance(options, dict) and isinstance(text, str) and letter in options
+        if known and " ".join(str(options[letter]).split()) != " ".join(text.split()):
+            bad.append(where)
+    if bad:
+        log.warning(
+            "%s: %d rows whose 'answer' text differs from options[answer_idx] (answer_idx is used), first at line %s",
+            path,
+            len(bad),
+            bad[0],
+        )
 
 
 def read_huatuo(path: Path, *, source: str | None = None, subset: str | None = None) -> list[Example]:

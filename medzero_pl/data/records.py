@@ -5,11 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from medzero_pl.errors import UserError
+
 MCQ = "mcq"
 DIAGNOSIS = "diagnosis"
 
 
-class DataFormatError(ValueError):
+class DataFormatError(UserError):
     """Bad input data: the message names the file, the line or record, the field and what was expected."""
 
     def __init__(self, path: Any, where: str | int | None, field_name: str | None, expected: str) -> None:

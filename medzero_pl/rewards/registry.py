@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from medzero_pl.errors import UserError
 from medzero_pl.rewards.diagnosis import diagnosis_match_reward
 from medzero_pl.rewards.format import strict_format_reward, tag_count_format_reward
 from medzero_pl.rewards.language import language_consistency_reward
@@ -47,6 +48,10 @@ REWARDS: dict[str, Callable[..., RewardFunction]] = {
     "language_consistency": language_consistency_reward,
 }
 """Registry name -> factory; the factory's keyword arguments are the reward's ``kwargs``."""
+
+
+class RewardConfigError(UserError):
+    """A reward that cannot be built or called as configured (its name, kwargs, columns or return values)."""
 
 
 @dataclass
@@ -83,7 +88,7 @@ class RewardSet:
 
     def __init__(self, names: Sequence[str], functions: Sequence[RewardFunction], weights: Sequence[float]) -> None:
         if not (len(names) == len(functions) == len(weights)) or len(set(names)) != len(names):
-            raise ValueError("names, functions and weights must be parallel, with unique names")
+            raise RewardConfigError("names, functions and weights must be parallel, with unique names")
         self.names, self.functions, self.weights = tuple(names), tuple(functions), tuple(map(float, weights))
 
     def __len__(self) -> int:
@@ -94,7 +99,7 @@ class RewardSet:
 
     def __call__(self, prompts: Any = None, completions: Sequence[Any] | None = None, **columns: Any) -> RewardOutput:
         if completions is None:
-            raise ValueError("RewardSet needs completions")
+            raise RewardConfigError("RewardSet needs completions")
         n = len(completions)
         per_function = {}
         for name, function in zip(self.names, self.functions, strict=True):
@@ -113,9 +118,9 @@ class RewardSet:
 def _check_values(name: str, values: Any, n: int) -> list[float | None]:
     """The function's values as floats / ``None`` (NaN counts as ``None``, as in TRL), or a clear error."""
     if isinstance(values, str | bytes) or not isinstance(values, Sequence):
-        raise ValueError(f"reward '{name}' must return a list of {n} values, got {type(values).__name__}")
+        raise RewardConfigError(f"reward '{name}' must return a list of {n} values, got {type(values).__name__}")
     if len(values) != n:
-        raise ValueError(f"reward '{name}' returned {len(values)} values for {n} completions")
+        raise RewardConfigError(f"reward '{name}' returned {len(values)} values for {n} completions")
     out: list[float | None] = []
     for i, value in enumerate(values):
         if value is None:
@@ -124,7 +129,7 @@ def _check_values(name: str, values: Any, n: int) -> list[float | None]:
             value = float(value)
             out.append(None if math.isnan(value) else value)
         else:
-            raise ValueError(f"reward '{name}' returned {value!r} (a {type(value).__name__}) at index {i}")
+            raise RewardConfigError(f"reward '{name}' returned {value!r} (a {type(value).__name__}) at index {i}")
     return out
 
 
@@ -143,16 +148,16 @@ def _as_spec(spec: RewardSpec | Mapping[str, Any]) -> RewardSpec:
     if isinstance(spec, Mapping):
         unknown = set(spec) - {"name", "weight", "kwargs"}
         if unknown or "name" not in spec:
-            raise ValueError(f"a reward spec has keys name, weight, kwargs; got {sorted(map(str, spec))}")
+            raise RewardConfigError(f"a reward spec has keys name, weight, kwargs; got {sorted(map(str, spec))}")
         return RewardSpec(spec["name"], spec.get("weight", 1.0), _plain(spec.get("kwargs") or {}))
-    raise ValueError(f"a reward spec must be a RewardSpec or a mapping, got {type(spec).__name__}")
+    raise RewardConfigError(f"a reward spec must be a RewardSpec or a mapping, got {type(spec).__name__}")
 
 
 def _from_registry(name: str, kwargs: dict[str, Any]) -> RewardFunction:
     if name not in REWARDS:
         close = difflib.get_close_matches(name, REWARDS, n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""
-        raise ValueError(
+        raise RewardConfigError(
             f"unknown reward '{name}'{hint} Valid names: {', '.join(sorted(REWARDS))}, "
             "or an import path 'package.module:function'"
         )
@@ -161,11 +166,11 @@ def _from_registry(name: str, kwargs: dict[str, Any]) -> RewardFunction:
         inspect.signature(factory).bind(**kwargs)
     except TypeError as e:
         accepted = [p for p in inspect.signature(factory).parameters if p != "mode_kwargs"]
-        raise ValueError(f"reward '{name}': bad kwargs {sorted(kwargs)} ({e}); it accepts {accepted}") from None
+        raise RewardConfigError(f"reward '{name}': bad kwargs {sorted(kwargs)} ({e}); it accepts {accepted}") from None
     try:
         return factory(**kwargs)
     except (TypeError, ValueError, OSError, ImportError) as e:
-        raise ValueError(f"reward '{name}': {e}") from e
+        raise RewardConfigError(f"reward '{name}': {e}") from e
 
 
 def _from_import(path: str, kwargs: dict[str, Any]) -> RewardFunction:
@@ -175,14 +180,14 @@ def _from_import(path: str, kwargs: dict[str, Any]) -> RewardFunction:
         for part in attribute.split("."):
             target = getattr(target, part)
     except (ImportError, AttributeError, ValueError) as e:
-        raise ValueError(f"reward '{path}': cannot import it ({e})") from e
+        raise RewardConfigError(f"reward '{path}': cannot import it ({e})") from e
     if kwargs:
         try:
             target = target(**kwargs)
         except Exception as e:
-            raise ValueError(f"reward '{path}': calling the factory with {sorted(kwargs)} failed: {e}") from e
+            raise RewardConfigError(f"reward '{path}': calling the factory with {sorted(kwargs)} failed: {e}") from e
     if not callable(target):
-        raise ValueError(f"reward '{path}' is not callable")
+        raise RewardConfigError(f"reward '{path}' is not callable")
     return target
 
 
@@ -197,12 +202,12 @@ def build_rewards(specs: Iterable[RewardSpec | Mapping[str, Any]]) -> RewardSet:
     for raw in specs:
         spec = _as_spec(raw)
         if not isinstance(spec.name, str) or not spec.name:
-            raise ValueError(f"a reward name must be a non-empty string, got {spec.name!r}")
+            raise RewardConfigError(f"a reward name must be a non-empty string, got {spec.name!r}")
         weight = spec.weight
         if isinstance(weight, bool) or not isinstance(weight, numbers.Real) or not math.isfinite(weight):
-            raise ValueError(f"reward '{spec.name}': weight must be a finite number, got {weight!r}")
+            raise RewardConfigError(f"reward '{spec.name}': weight must be a finite number, got {weight!r}")
         if not isinstance(spec.kwargs, dict):
-            raise ValueError(f"reward '{spec.name}': kwargs must be a mapping, got {type(spec.kwargs).__name__}")
+            raise RewardConfigError(f"reward '{spec.name}': kwargs must be a mapping, got {type(spec.kwargs).__name__}")
         dotted = ":" in spec.name
         function = (_from_import if dotted else _from_registry)(spec.name, spec.kwargs)
         base = spec.name.rpartition(":")[2].rpartition(".")[2] if dotted else spec.name

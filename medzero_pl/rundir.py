@@ -1,0 +1,209 @@
+"""The run directory's rules: one run at a time, nothing overwritten silently, resume only what is compatible.
+
+No Lightning here: the trainer (`medzero_pl/run.py`) calls these before anything is loaded, so every refusal costs
+the user seconds, not a model load.
+
+Layout of `<run_dir>/checkpoints/`: `last.ckpt` (the newest save) and `previous.ckpt` (the save before it, kept
+so that a damaged `last.ckpt` still leaves something to resume from).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from medzero_pl.errors import UserError
+
+log = logging.getLogger(__name__)
+LAST = "last.ckpt"
+PREVIOUS = "previous.ckpt"
+LOCK = ".medzero.lock"
+
+# Settings a resumed run may change freely: they alter neither the data stream nor the objective.
+HARMLESS_CHANGES = (
+    "optim.",
+    "grpo.micro_batch_size",
+    "model.gradient_checkpointing",
+    "data.val_batch_size",
+    "data.val_sources",
+)
+
+
+class RunDirectoryError(UserError):
+    """The run directory is in use, already holds a run, cannot be written, or has no usable checkpoint."""
+
+
+def checkpoint_dir(run_dir: str | Path) -> Path:
+    return Path(run_dir) / "checkpoints"
+
+
+def read_checkpoint_header(path: str | Path) -> dict[str, Any]:
+    """The checkpoint's dict with its tensors memory-mapped (cheap); a damaged file raises `RunDirectoryError`."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except FileNotFoundError:
+        raise RunDirectoryError(f"{path}: no such checkpoint") from None
+    except Exception as err:  # truncated zip, garbage, wrong format: torch raises RuntimeError/UnpicklingError
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise RunDirectoryError(f"{path}: not a readable checkpoint ({first})") from None
+    if not isinstance(state, dict) or "state_dict" not in state:
+        raise RunDirectoryError(f"{path}: not a medzero_pl/Lightning checkpoint (no state_dict)")
+    return state
+
+
+def find_resumable(run_dir: str | Path) -> Path | None:
+    """The checkpoint `resume=auto` continues from: `last.ckpt`, or `previous.ckpt` when `last.ckpt` is damaged."""
+    folder = checkpoint_dir(run_dir)
+    last, previous = folder / LAST, folder / PREVIOUS
+    if last.is_file():
+        try:
+            read_checkpoint_header(last)
+            return last
+        except RunDirectoryError as err:
+            if not previous.is_file():
+                raise RunDirectoryError(f"{err}; no {PREVIOUS} to fall back to") from None
+            log.warning("%s; resuming from %s instead (one checkpoint interval earlier)", err, previous)
+            read_checkpoint_header(previous)
+            return previous
+    return previous if previous.is_file() else None
+
+
+def refuse_to_replace(run_dir: str | Path) -> None:
+    """A fresh run must not silently replace the checkpoint of an earlier run in the same directory."""
+    folder = checkpoint_dir(run_dir)
+    existing = [p for p in (folder / LAST, folder / PREVIOUS) if p.is_file()]
+    if existing:
+        raise RunDirectoryError(
+            f"{run_dir} already holds a run ({existing[0]}): continue it with resume=auto "
+            f"(CLI: --ckpt_path {existing[0]}), choose another run_dir, or replace it with overwrite=true"
+        )
+
+
+def check_writable(run_dir: str | Path) -> None:
+    """Create the checkpoint folder and write a probe file, so a save can't be the first thing to fail."""
+    folder = checkpoint_dir(run_dir)
+    probe = folder / f".write-probe-{os.getpid()}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as err:
+        raise RunDirectoryError(f"cannot write checkpoints to {folder}: {err.strerror or err}") from None
+
+
+def resume_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """Settings that differ between a checkpoint and this run and change the data stream or the objective."""
+    old, new = _flatten(saved), _flatten(current)
+    changed = sorted(k for k in old.keys() & new.keys() if old[k] != new[k])
+    changed += sorted(k for k in old.keys() ^ new.keys() if not k.startswith(("rewards.", "data.sources.")))
+    if any(k.startswith("rewards.") for k in old.keys() ^ new.keys()):
+        changed.append("rewards")
+    if any(k.startswith("data.sources.") for k in old.keys() ^ new.keys()):
+        changed.append("data.sources")
+    diffs = []
+    for key in dict.fromkeys(changed):
+        if key.startswith(HARMLESS_CHANGES):
+            continue
+        diffs.append(f"{key}: {old.get(key, '<absent>')!r} -> {new.get(key, '<absent>')!r}")
+    return diffs
+
+
+def check_resume_compatible(ckpt_path: str | Path, current: Mapping[str, Any], allow_changes: bool) -> None:
+    """Refuse to resume when the checkpoint was trained with another data stream or objective."""
+    header = read_checkpoint_header(ckpt_path)
+    saved = {**header.get("hyper_parameters", {}), **header.get("datamodule_hyper_parameters", {})}
+    diffs = resume_differences(saved, current)
+    if not diffs:
+        return
+    listing = "; ".join(diffs)
+    if allow_changes:
+        log.warning("resuming %s with changed settings (resume_allow_changes=true): %s", ckpt_path, listing)
+        return
+    raise RunDirectoryError(
+        f"{ckpt_path} was trained with other settings that change the data stream or the objective: {listing}. "
+        "Resume with the checkpoint's settings, or pass resume_allow_changes=true"
+    )
+
+
+class RunLock:
+    """`<run_dir>/.medzero.lock` holds the owner's host and pid; a second run on the same directory refuses.
+
+    A lock left by a process that no longer exists (same host) is taken over with a warning.
+    """
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.path = Path(run_dir) / LOCK
+        self.held = False
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        owner = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                self._take_over_if_stale()
+                continue
+            with os.fdopen(fd, "w") as f:
+                json.dump(owner, f)
+            self.held = True
+            return
+        raise RunDirectoryError(f"{self.path}: could not take the run lock")
+
+    def release(self) -> None:
+        if self.held:
+            self.path.unlink(missing_ok=True)
+            self.held = False
+
+    def _take_over_if_stale(self) -> None:
+        try:
+            owner = json.loads(self.path.read_text())
+            host, pid = owner["host"], int(owner["pid"])
+        except (OSError, ValueError, KeyError, TypeError):
+            log.warning("%s is unreadable; taking it over", self.path)
+            self.path.unlink(missing_ok=True)
+            return
+        if host == socket.gethostname() and not _alive(pid):
+            log.warning("taking over the lock of run pid %d on %s, which no longer runs", pid, host)
+            self.path.unlink(missing_ok=True)
+            return
+        where = "this machine" if host == socket.gethostname() else host
+        raise RunDirectoryError(
+            f"{self.path.parent} is in use by another run (pid {pid} on {where}, since {owner.get('since', '?')}): "
+            f"choose another run_dir, or delete {self.path} if that run is gone"
+        )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (exited, not yet reaped) is not running
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+        return out
+    if isinstance(value, list | tuple) and value and all(isinstance(v, Mapping) for v in value):
+        out = {}
+        for i, v in enumerate(value):
+            out.update(_flatten(v, f"{prefix}{i}."))
+        return out
+    return {prefix[:-1]: list(value) if isinstance(value, tuple) else value}
