@@ -12,6 +12,7 @@ batches, the one step counter everything else (LR schedule, checkpoints, progres
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import logging
 import os
 from pathlib import Path
@@ -66,7 +67,10 @@ class MedZeroTrainer(Trainer):
         callbacks: list[Callback] | None = None,
         **kwargs: Any,
     ) -> None:
-        managed = sorted(set(kwargs) & set(MANAGED_TRAINER_ARGS))
+        # The LightningCLI passes every Trainer argument, at its default unless the user set it.
+        defaults = {k: p.default for k, p in inspect.signature(Trainer.__init__).parameters.items()}
+        managed = sorted(k for k in set(kwargs) & set(MANAGED_TRAINER_ARGS) if kwargs[k] != defaults.get(k))
+        kwargs = {k: v for k, v in kwargs.items() if k not in MANAGED_TRAINER_ARGS}
         if managed:
             raise ConfigError(
                 "; ".join(f"trainer.{k}: managed by medzero_pl ({MANAGED_TRAINER_ARGS[k]})" for k in managed)
@@ -85,7 +89,7 @@ class MedZeroTrainer(Trainer):
             "checkpoint_every_n_steps": checkpoint_every_n_steps,
             "enable_progress_bar": enable_progress_bar,
             "logging": dataclasses.asdict(logging),
-            **kwargs,
+            **{k: v for k, v in kwargs.items() if k in TRAINER_FIELDS or v != defaults.get(k)},
         }
         self.checkpoint = LastCheckpoint(self.run_dir / "checkpoints", every_n_steps=checkpoint_every_n_steps)
         kwargs.setdefault("check_val_every_n_epoch", None if kwargs.get("val_check_interval") else 1)
@@ -203,6 +207,8 @@ class StepProgressBar(TQDMProgressBar):
     def init_train_tqdm(self):  # noqa: ANN201 - Lightning's signature
         bar = super().init_train_tqdm()
         bar.unit = "step"
+        if bar.bar_format:  # Lightning always prints it/s; a GRPO step takes seconds, so show s/step when slow
+            bar.bar_format = bar.bar_format.replace("{rate_noinv_fmt}", "{rate_fmt}")
         return bar
 
     def on_train_epoch_start(self, trainer: Trainer, *_: Any) -> None:

@@ -129,4 +129,6 @@ def test_the_diagnosis_recipe_trains_with_the_diagnosis_zero_prompt_and_reward(t
     trainer, module, datamodule = build(cfg)
     trainer.fit(module, datamodule=datamodule)
     assert datamodule.train_items[0]["task"] == "diagnosis" and datamodule.train_items[0]["diagnoses"]
-    assert "rewards/diagnosis_match/mean" in trainer.callback_metrics
+    header = (tmp_path / "csv" / "version_0" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert "rewards/diagnosis_match/mean" in header
+    assert "val/rewards/diagnosis_match/mean" in trainer.callback_metrics  # the validation at the end of fit
