@@ -31,6 +31,7 @@ from functools import lru_cache, partial
 from typing import Any
 
 from rapidfuzz import fuzz
+from rapidfuzz.distance import Levenshtein
 
 from medzero_pl.rewards.batch import BatchReward
 from medzero_pl.rewards.extract import check_extraction, extract_answer
@@ -151,9 +152,17 @@ def diagnosis_zero_score(candidate: str, golds: tuple[str, ...]) -> float:
 
 GENERIC_WORDS = frozenset(
     ["disease", "diseases", "syndrome", "disorder", "of", "the", "with", "and", "due", "to", "in", "a", "an", "type"]
+    + ["types", "subtype", "group", "complementation", "onset", "probable", "probably", "possible", "possibly"]
+    + ["likely", "suspected", "presumed", "presumptive", "definite", "confirmed"]
 )
-"""Words that do not tell diseases apart ("Kawasaki syndrome" is "Kawasaki disease"): left out of the comparison.
-(Known casualty: "Cushing syndrome" and "Cushing disease" compare equal.)"""
+"""Words that do not tell diseases apart ("Kawasaki syndrome" is "Kawasaki disease") and hedges ("Fabry disease,
+probable"): left out of the comparison, except "disease" / "syndrome" in a :data:`DISTINCT_EPONYMS` name."""
+DISTINCT_EPONYMS = frozenset(["cushing", "caroli"])
+"""Names whose "disease" and "syndrome" are different diagnoses, so the word is a distinguishing token there:
+Cushing disease is the pituitary (ACTH-secreting adenoma) cause of Cushing syndrome, and Orphanet lists it beside
+"Cushing syndrome due to ectopic ACTH secretion" and the adrenal causes; Orphanet's Caroli syndrome is Caroli disease
+with congenital hepatic fibrosis. "Cushing syndrome" for a gold "Cushing disease" names the family, not the
+diagnosis: at most the partial credit."""
 BLOCKING_WORDS = frozenset(
     ["not", "no", "non", "without", "nor", "or", "vs", "versus", "excluded", "excluding", "unlikely", "rather"]
     + ["than", "instead", "pseudo"]
@@ -161,26 +170,39 @@ BLOCKING_WORDS = frozenset(
 """Negations and alternatives: "not Fabry disease", "Fabry or Gaucher disease", "non-Hodgkin" vs "Hodgkin"."""
 QUALIFIERS = frozenset(
     ["idiopathic", "multicentric", "unicentric", "familial", "hereditary", "inherited", "congenital", "acquired"]
-    + ["classic", "classical", "juvenile", "adult", "onset", "infantile", "childhood", "neonatal", "late", "early"]
-    + ["primary", "secondary", "systemic", "localized", "localised", "generalized", "generalised", "acute"]
-    + ["chronic", "autosomal", "dominant", "recessive", "linked", "sporadic", "spectrum", "complex", "variant"]
-    + ["severe", "mild", "progressive", "relapsing", "remitting", "recurrent", "isolated", "disseminated", "form"]
+    + ["classic", "classical", "primary", "secondary", "systemic", "localized", "localised", "generalized"]
+    + ["generalised", "acute", "chronic", "autosomal", "dominant", "recessive", "linked", "sporadic", "spectrum"]
+    + ["complex", "variant", "severe", "mild", "progressive", "relapsing", "remitting", "recurrent", "isolated"]
+    + ["disseminated", "form"]
 )
 """Words that make a name more specific without naming another disease ("Idiopathic multicentric Castleman
 disease" is a Castleman disease, while "Eosinophilic granulomatosis with polyangiitis" is not a GPA)."""
+AGE_CODES = frozenset(
+    ["prenatal", "fetal", "neonatal", "perinatal", "infantile", "infancy", "childhood", "juvenile", "adolescent"]
+    + ["adolescence", "adult", "adulthood", "early", "late", "senile"]
+)
+"""Age-of-onset words: Orphanet separates entities by them ("Infantile / Juvenile / Adult Krabbe disease"), so they
+are distinguishing tokens, not qualifiers."""
+CLASS_CODES = frozenset(
+    ["iga", "igd", "ige", "igg", "igm", "aa", "al", "ah", "attr", "alect", "agel", "alys", "afib", "abri", "adan"]
+    + ["acys", "aapoai", "aapoaii", "aapoaiv", "abeta", "alpha", "beta", "gamma", "delta", "epsilon", "kappa"]
+    + ["lambda", "zeta", "theta"]
+)
+"""Immunoglobulin classes (IgG4-related disease vs IgE), amyloid proteins (ATTR / AA / AL amyloidosis) and Greek
+letters (alpha / beta thalassemia): one short token that is the whole difference between two diseases."""
 OPPOSED_PREFIXES = tuple(
     ["hyper", "hypo", "intra", "extra", "inter", "infra", "supra", "macro", "micro", "mono", "poly", "uni"]
-    + ["multi", "endo", "exo", "hetero", "homo", "pre", "post", "non", "un", "an", "a", ""]
+    + ["multi", "endo", "exo", "hetero", "homo", "pre", "post", "non", "un", "an", "a", "para", "de", ""]
 )
 """Prefixes that flip a word's meaning: hypokalemic vs hyperkalemic, unicentric vs multicentric, atypical vs
-typical (``""``: the bare word)."""
+typical, paracoccidioidomycosis vs coccidioidomycosis, debranching vs branching (``""``: the bare word)."""
 OPPOSITE_WORDS = frozenset(
     frozenset(pair)
-    for pair in [("acute", "chronic"), ("primary", "secondary"), ("alpha", "beta"), ("benign", "malignant")]
-    + [("congenital", "acquired"), ("early", "late"), ("juvenile", "adult"), ("infantile", "adult")]
-    + [("dominant", "recessive"), ("central", "peripheral"), ("upper", "lower"), ("left", "right")]
+    for pair in [("acute", "chronic"), ("primary", "secondary"), ("benign", "malignant")]
+    + [("congenital", "acquired"), ("dominant", "recessive"), ("central", "peripheral"), ("upper", "lower")]
+    + [("left", "right")]
 )
-_DISCRIMINATOR = re.compile(r"\d+[a-z]?|[a-z]\d*")  # type 1 / 2, hemophilia a / b, type 1a
+_CODE = re.compile(r"\w*\d\w*|[a-z]")  # a digit anywhere (2, 2a, 4b2, col4a5, igg4, 11p15) or a single letter
 _LISTY = re.compile(r"[,;/&|\n]|\band\b", re.IGNORECASE)
 SCORERS: dict[str, Callable[[str, str], float]] = {
     "token_sort_ratio": fuzz.token_sort_ratio,
@@ -189,7 +211,7 @@ SCORERS: dict[str, Callable[[str, str], float]] = {
     "ratio": fuzz.ratio,
     "QRatio": fuzz.QRatio,
 }
-MATCH, BROADER, NO_MATCH = "match", "broader", "none"
+MATCH, BROADER, NARROWER, SIBLING, NO_MATCH = "match", "broader", "narrower", "sibling", "none"
 
 
 @dataclass(frozen=True)
@@ -198,69 +220,157 @@ class NameForm:
 
     Attributes:
         name: The normalised name.
-        content: Words that identify the disease (no generic words, no discriminators).
-        key: The content words, sorted and joined: what the scorer compares.
-        discriminators: Numbers and single letters ("type 1", "hemophilia a"): must not conflict.
+        content: Words that identify the disease (no generic words, no distinguishing tokens).
+        words: The content words in the order of the name.
+        codes: Distinguishing tokens in order (type numbers and letters, roman numerals, gene symbols, Ig and amyloid
+            classes, Greek letters, age of onset); a number directly followed by a letter is one code
+            (``type 1 a`` -> ``1a``).
         blockers: Negation / alternative words: both names must have the same ones.
         listy: The raw text looked like a list ("X, Y", "X and Y"): no credit for merely containing a gold name.
     """
 
     name: str
     content: frozenset[str]
-    key: str
-    discriminators: frozenset[str]
+    words: tuple[str, ...]
+    codes: tuple[str, ...]
     blockers: frozenset[str]
     listy: bool = False
+
+
+def is_code(token: str) -> bool:
+    """Is a normalised token a distinguishing token (see :attr:`NameForm.codes`)?"""
+    return token in CLASS_CODES or token in AGE_CODES or _CODE.fullmatch(token) is not None
 
 
 def name_form(normalized: str, listy: bool = False) -> NameForm:
     """Cut a normalised name (see :func:`medzero_pl.rewards.names.normalize_name`) into a :class:`NameForm`."""
     tokens = normalized.split()
-    discriminators = frozenset(t for t in tokens if _DISCRIMINATOR.fullmatch(t))
-    content = frozenset(t for t in tokens if t not in GENERIC_WORDS and t not in discriminators)
+    distinct = not DISTINCT_EPONYMS.isdisjoint(tokens)
+    codes: list[str] = []
+    words: list[str] = []
+    previous_was_code = False
+    for token in tokens:
+        if is_code(token) or (distinct and token in ("disease", "syndrome")):
+            if previous_was_code and _joins(codes[-1], token):
+                codes[-1] += token  # "1 a" -> "1a", "igg 4" -> "igg4"
+            else:
+                codes.append(token)
+            previous_was_code = True
+            continue
+        previous_was_code = False
+        if token not in GENERIC_WORDS:
+            words.append(token)
     blockers = frozenset(t for t in tokens if t in BLOCKING_WORDS)
-    return NameForm(normalized, content, " ".join(sorted(content)), discriminators, blockers, listy)
+    return NameForm(normalized, frozenset(words), tuple(words), tuple(codes), blockers, listy)
+
+
+def _joins(code: str, token: str) -> bool:
+    """Does ``token`` continue ``code`` as one code: a number then a letter ("1 a"), or a class then a number?"""
+    if code in AGE_CODES or token in AGE_CODES:
+        return False
+    return (code[-1].isdigit() and len(token) == 1 and token.isalpha()) or (code[-1].isalpha() and token[0].isdigit())
+
+
+def _refines(code: str, broader: str) -> bool:
+    """Is ``code`` a subtype of ``broader`` by its spelling: ``4b2`` of ``4b``, ``2a`` of ``2``, ``igg4`` of ``igg``
+    (never ``12`` of ``1`` nor ``2dd`` of ``2d``: the continuation must switch between digits and letters)?"""
+    n = len(broader)
+    return len(code) > n and code.startswith(broader) and code[n - 1].isdigit() != code[n].isdigit()
+
+
+def code_relation(answer: Sequence[str], gold: Sequence[str]) -> str:
+    """How the answer's distinguishing tokens relate to the gold's: :data:`MATCH` (the same), :data:`NARROWER` (the
+    gold's and more: "type 1a" for "type 1", "juvenile X" for "X"), :data:`BROADER` (fewer: "type 1" for "type 1a")
+    or :data:`SIBLING` (a differing token: "type 1" / "type 2", "IIIA" / "IIIB", "COL4A5" / "COL4A3", "IgG4" / "IgE",
+    "juvenile" / "adult").
+
+    Tokens are compared as multisets, so a number shared elsewhere in the name cannot stand in for a differing type
+    number ("X 3 type 2" vs "X 3 type 3" differ).
+    """
+    extra, missing = list(answer), list(gold)
+    for code in answer:
+        if code in missing:
+            extra.remove(code)
+            missing.remove(code)
+    narrower = broader = False
+    for code in list(extra):
+        for other in missing:
+            if _refines(code, other) or _refines(other, code):
+                narrower, broader = narrower or _refines(code, other), broader or _refines(other, code)
+                extra.remove(code)
+                missing.remove(other)
+                break
+    narrower, broader = narrower or bool(extra), broader or bool(missing)
+    if narrower and broader:
+        return SIBLING
+    return NARROWER if narrower else BROADER if broader else MATCH
 
 
 def compare_names(
     answer: NameForm, gold: NameForm, threshold: float, scorer: str = "token_sort_ratio", max_extra_words: int = 3
 ) -> str:
-    """:data:`MATCH` (same disease, or a more specific form of it), :data:`BROADER` (the answer names a broader
-    form: "Still disease" for "Adult-onset Still disease") or :data:`NO_MATCH`.
+    """:data:`MATCH` (the gold disease, spelt differently), :data:`BROADER` (a broader form: "Still disease" for
+    "Adult-onset Still disease"), :data:`NARROWER` (a more specific form: "Familial X" or "X type 2" for "X"),
+    :data:`SIBLING` (same family, a differing distinguishing token: "Gaucher disease type 2" for "Gaucher disease
+    type 1") or :data:`NO_MATCH`.
 
-    Rules, in order: equal names match; negations/alternatives must agree; conflicting discriminators (type 1 /
-    type 2) or opposed words (hypo- / hyper-, acute / chronic) never match; names with no content words only match
-    exactly; content similarity >= ``threshold`` matches; an answer holding all of the gold's content words plus at
-    most ``max_extra_words`` words that are :data:`QUALIFIERS` or trail the gold name ("Idiopathic multicentric
-    Castleman disease" for "Castleman disease") matches unless it reads as a list; an answer whose content words are
-    a strict subset of the gold's is broader. An answer without the gold's discriminator ("Gaucher disease" for
-    "Gaucher disease type 1") is at most broader.
+    Rules, in order: equal names match; negations/alternatives must agree; names with no content words only match
+    exactly; the content words both names share are set aside, and what remains must be a spelling variant (see
+    :func:`spelling_variants`) without opposed words (hypo- / hyper-, acute / chronic); an answer holding all of the
+    gold's content words plus at most ``max_extra_words`` words that are :data:`QUALIFIERS` or trail the gold name
+    ("Idiopathic multicentric Castleman disease" for "Castleman disease") is narrower, unless it reads as a list; an
+    answer whose content words are a strict subset of the gold's is broader. Then the distinguishing tokens
+    (:func:`code_relation`) must be the same for a match. Narrower is not a match: Orphanet lists "Familial X",
+    "Adult-onset X" and "X type 4" beside "X" as siblings, so a string cannot tell a subtype from a sibling.
     """
     if answer.name == gold.name:
         return MATCH
-    if answer.blockers != gold.blockers:
-        return NO_MATCH
-    extra, missing = answer.discriminators - gold.discriminators, gold.discriminators - answer.discriminators
-    if extra and missing:
-        return NO_MATCH
-    if not answer.content or not gold.content:
+    if answer.blockers != gold.blockers or not answer.content or not gold.content:
         return NO_MATCH
     only_answer, only_gold = answer.content - gold.content, gold.content - answer.content
-    full = BROADER if missing else MATCH
-    if SCORERS[scorer](answer.key, gold.key) >= 100 * threshold:
-        verdict = full
-    elif (
-        not only_gold
-        and not answer.listy
-        and len(only_answer) <= max_extra_words
-        and (only_answer <= QUALIFIERS or answer.name.startswith(gold.name + " "))
-    ):
-        verdict = full  # "Idiopathic multicentric Castleman disease", "MMN with conduction block"
-    elif answer.content < gold.content:
-        verdict = BROADER
+    if only_answer and only_gold:
+        if _opposed(only_answer, only_gold) or not spelling_variants(answer, gold, threshold, scorer):
+            return NO_MATCH
+        content = MATCH
+    elif only_answer:
+        specific = only_answer <= QUALIFIERS or answer.name.startswith(gold.name + " ")
+        if answer.listy or len(only_answer) > max_extra_words or not specific:
+            return NO_MATCH
+        content = NARROWER  # "Idiopathic multicentric Castleman disease", "MMN with conduction block"
     else:
-        return NO_MATCH
-    return NO_MATCH if _opposed(only_answer, only_gold) else verdict
+        content = BROADER if only_gold else MATCH
+    verdicts = {content, code_relation(answer.codes, gold.codes)} - {MATCH}
+    return verdicts.pop() if len(verdicts) == 1 else SIBLING if verdicts else MATCH
+
+
+_BRITISH = (("ae", "e"), ("oe", "e"), ("our", "or"))
+
+
+def _spelling_key(word: str) -> str:
+    """A word without British digraphs or a plural / possessive ``s``: haemorrhagic, oedema, tumour, Wilsons."""
+    for british, american in _BRITISH:
+        word = word.replace(british, american)
+    return word[:-1] if len(word) > 3 and word.endswith("s") else word
+
+
+def spelling_variants(answer: NameForm, gold: NameForm, threshold: float, scorer: str = "token_sort_ratio") -> bool:
+    """Are the content words only one name has the same words spelt differently?
+
+    Yes if they agree word for word up to British spelling and a final ``s`` ("haemoglobinuria", "Wilsons"), or
+    once joined ("osteo arthritis" / "osteoarthritis"); or if every differing word has at least 8 letters, the
+    ``scorer`` similarity is >= ``threshold`` and they differ by at most 2 edits per word (typos:
+    "hemoglobinurea"). Only the differing words are scored, never the whole name, so a long shared stem cannot make
+    a differing word look like a typo; short words (acronyms such as PAPASH / PsAPASH) must agree up to spelling.
+    """
+    mine = [_spelling_key(w) for w in answer.words if w not in gold.content]
+    theirs = [_spelling_key(w) for w in gold.words if w not in answer.content]
+    if sorted(mine) == sorted(theirs) or "".join(mine) == "".join(theirs):
+        return True
+    if min(map(len, mine + theirs)) < 8:
+        return False
+    a, b = " ".join(sorted(mine)), " ".join(sorted(theirs))
+    edits = Levenshtein.distance(a, b, score_cutoff=2 * max(len(mine), len(theirs)) + 1)
+    return edits <= 2 * max(len(mine), len(theirs)) and SCORERS[scorer](a, b) >= 100 * threshold
 
 
 def _opposed(words: frozenset[str], others: frozenset[str]) -> bool:
@@ -321,7 +431,7 @@ def fuzzy_score(candidate: str, golds: tuple[str, ...], matcher: FuzzyMatcher) -
     }
     if MATCH in verdicts:
         return 1.0
-    best = matcher.partial_credit if BROADER in verdicts else 0.0
+    best = matcher.partial_credit if verdicts & {BROADER, NARROWER, SIBLING} else 0.0
     if matcher.hypernym_credit > best and any(
         compare_names(a, p, matcher.threshold, matcher.scorer, matcher.max_extra_words) == MATCH
         for a in answers
