@@ -93,6 +93,9 @@ class GRPOConfig:
     """Exclude completions that hit `max_completion_length` from the loss (DAPO)."""
     entropy_coef: float = 0.0
     """Entropy bonus weight (entropy is always logged)."""
+    kl_clamp: float | None = None
+    """Clamp the per-token k3 KL to [-kl_clamp, kl_clamp] as verl's `low_var_kl` does (10); None, as TRL, clamps
+    nothing. Must be > 0 when set."""
 
 
 @dataclass
@@ -245,6 +248,8 @@ def validate(cfg: Config) -> None:
         problems.append(f"grpo.epsilon_low/high={g.epsilon_low}/{g.epsilon_high}: expected 0 <= low < 1, high >= 0")
     if g.beta < 0:
         problems.append(f"grpo.beta={g.beta}: expected >= 0")
+    if g.kl_clamp is not None and not g.kl_clamp > 0:
+        problems.append(f"grpo.kl_clamp={g.kl_clamp}: expected > 0, or null for no clamp")
     if cfg.model.dtype not in ("float32", "bfloat16", "float16"):
         problems.append(f"model.dtype={cfg.model.dtype!r}: expected float32 | bfloat16 | float16")
     if cfg.optim.scheduler not in ("cosine", "constant"):
