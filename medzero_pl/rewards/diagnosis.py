@@ -31,7 +31,7 @@ from functools import lru_cache, partial
 from typing import Any
 
 from rapidfuzz import fuzz
-from rapidfuzz.distance import Levenshtein
+from rapidfuzz.distance import OSA
 
 from medzero_pl.rewards.batch import BatchReward
 from medzero_pl.rewards.extract import check_extraction, extract_answer
@@ -204,6 +204,7 @@ OPPOSITE_WORDS = frozenset(
 )
 _CODE = re.compile(r"\w*\d\w*|[a-z]")  # a digit anywhere (2, 2a, 4b2, col4a5, igg4, 11p15) or a single letter
 _LISTY = re.compile(r"[,;/&|\n]|\band\b", re.IGNORECASE)
+_ACRONYM = re.compile(r"\b[A-Za-z]*[A-Z][a-z]*[A-Z][A-Za-z]*\b")
 SCORERS: dict[str, Callable[[str, str], float]] = {
     "token_sort_ratio": fuzz.token_sort_ratio,
     "token_set_ratio": fuzz.token_set_ratio,
@@ -227,6 +228,8 @@ class NameForm:
             (``type 1 a`` -> ``1a``).
         blockers: Negation / alternative words: both names must have the same ones.
         listy: The raw text looked like a list ("X, Y", "X and Y"): no credit for merely containing a gold name.
+        acronyms: Content words written with two capitals or more in the raw text (PAPASH, PsAPASH, McArdle):
+            compared without typo tolerance.
     """
 
     name: str
@@ -235,6 +238,7 @@ class NameForm:
     codes: tuple[str, ...]
     blockers: frozenset[str]
     listy: bool = False
+    acronyms: frozenset[str] = frozenset()
 
 
 def is_code(token: str) -> bool:
@@ -242,8 +246,14 @@ def is_code(token: str) -> bool:
     return token in CLASS_CODES or token in AGE_CODES or _CODE.fullmatch(token) is not None
 
 
-def name_form(normalized: str, listy: bool = False) -> NameForm:
-    """Cut a normalised name (see :func:`medzero_pl.rewards.names.normalize_name`) into a :class:`NameForm`."""
+def acronyms(raw: str) -> frozenset[str]:
+    """The lower-cased words of a raw name written with at least two capitals ("PsAPASH", "CHARGE")."""
+    return frozenset(w.lower() for w in _ACRONYM.findall(raw))
+
+
+def name_form(normalized: str, listy: bool = False, acronyms: frozenset[str] = frozenset()) -> NameForm:
+    """Cut a normalised name (see :func:`medzero_pl.rewards.names.normalize_name`) into a :class:`NameForm`;
+    ``acronyms``: see :func:`acronyms`."""
     tokens = normalized.split()
     distinct = not DISTINCT_EPONYMS.isdisjoint(tokens)
     codes: list[str] = []
@@ -258,10 +268,19 @@ def name_form(normalized: str, listy: bool = False) -> NameForm:
             previous_was_code = True
             continue
         previous_was_code = False
-        if token not in GENERIC_WORDS:
+        if token not in GENERIC_WORDS and not _misspelt_generic(token):
             words.append(token)
     blockers = frozenset(t for t in tokens if t in BLOCKING_WORDS)
-    return NameForm(normalized, frozenset(words), tuple(words), tuple(codes), blockers, listy)
+    return NameForm(normalized, frozenset(words), tuple(words), tuple(codes), blockers, listy, acronyms & set(words))
+
+
+@lru_cache(maxsize=65536)
+def _misspelt_generic(token: str) -> bool:
+    """Is the token "syndrome", "disease" or "disorder" with one typo ("syndrme", "disaese")?"""
+    return len(token) >= 6 and any(OSA.distance(token, word, score_cutoff=1) <= 1 for word in _LONG_GENERIC_WORDS)
+
+
+_LONG_GENERIC_WORDS = ("syndrome", "disease", "disorder")
 
 
 def _joins(code: str, token: str) -> bool:
@@ -344,6 +363,7 @@ def compare_names(
 
 
 _BRITISH = (("ae", "e"), ("oe", "e"), ("our", "or"))
+_MIN_TYPO_LETTERS = 6
 
 
 def _spelling_key(word: str) -> str:
@@ -357,20 +377,24 @@ def spelling_variants(answer: NameForm, gold: NameForm, threshold: float, scorer
     """Are the content words only one name has the same words spelt differently?
 
     Yes if they agree word for word up to British spelling and a final ``s`` ("haemoglobinuria", "Wilsons"), or
-    once joined ("osteo arthritis" / "osteoarthritis"); or if every differing word has at least 8 letters, the
-    ``scorer`` similarity is >= ``threshold`` and they differ by at most 2 edits per word (typos:
-    "hemoglobinurea"). Only the differing words are scored, never the whole name, so a long shared stem cannot make
-    a differing word look like a typo; short words (acronyms such as PAPASH / PsAPASH) must agree up to spelling.
+    once joined ("osteo arthritis" / "osteoarthritis"); or if every differing word has at least 6 letters, they
+    differ by at most one typo per word (an insertion, deletion, substitution or swap of neighbours: "hemoglobinurea",
+    "adolsecence") and their ``scorer`` similarity is >= ``threshold``. Only the differing words are scored, never
+    the whole name, so a long shared stem cannot make a differing word look like a typo; and two typos are a
+    different word (glioblastoma / lipoblastoma, branching / debranching), while one typo in a short word is too
+    (maternal / paternal, ectropion / entropion: below the threshold). Short words (acronyms such as PAPASH /
+    PsAPASH) must agree up to spelling.
     """
-    mine = [_spelling_key(w) for w in answer.words if w not in gold.content]
-    theirs = [_spelling_key(w) for w in gold.words if w not in answer.content]
+    raw_mine = [w for w in answer.words if w not in gold.content]
+    raw_theirs = [w for w in gold.words if w not in answer.content]
+    mine, theirs = list(map(_spelling_key, raw_mine)), list(map(_spelling_key, raw_theirs))
     if sorted(mine) == sorted(theirs) or "".join(mine) == "".join(theirs):
         return True
-    if min(map(len, mine + theirs)) < 8:
+    if min(map(len, raw_mine + raw_theirs)) < _MIN_TYPO_LETTERS or answer.acronyms | gold.acronyms:
         return False
-    a, b = " ".join(sorted(mine)), " ".join(sorted(theirs))
-    edits = Levenshtein.distance(a, b, score_cutoff=2 * max(len(mine), len(theirs)) + 1)
-    return edits <= 2 * max(len(mine), len(theirs)) and SCORERS[scorer](a, b) >= 100 * threshold
+    a, b = " ".join(sorted(raw_mine)), " ".join(sorted(raw_theirs))
+    typos = max(len(mine), len(theirs))
+    return OSA.distance(a, b, score_cutoff=typos + 1) <= typos and SCORERS[scorer](a, b) >= 100 * threshold
 
 
 def _opposed(words: frozenset[str], others: frozenset[str]) -> bool:
@@ -397,7 +421,7 @@ class FuzzyMatcher:
     """The configuration of the fuzzy mode (see :func:`fuzzy_score`)."""
 
     lexicon: Lexicon
-    threshold: float = 0.9
+    threshold: float = 0.88
     scorer: str = "token_sort_ratio"
     partial_credit: float = 0.0
     hypernym_credit: float = 0.5
@@ -411,7 +435,8 @@ def _gold_forms(golds: tuple[str, ...], lexicon: Lexicon) -> tuple[tuple[NameFor
     names = {v for g in golds for v in name_variants(g)}
     equivalents = lexicon.equivalents(names)
     broader = lexicon.broader(names) - equivalents
-    return tuple(map(name_form, sorted(equivalents))), tuple(map(name_form, sorted(broader)))
+    caps = frozenset().union(*map(acronyms, golds))
+    return tuple(name_form(n, False, caps) for n in sorted(equivalents)), tuple(map(name_form, sorted(broader)))
 
 
 def fuzzy_score(candidate: str, golds: tuple[str, ...], matcher: FuzzyMatcher) -> float:
@@ -422,7 +447,8 @@ def fuzzy_score(candidate: str, golds: tuple[str, ...], matcher: FuzzyMatcher) -
     if not name or len(name) > _MAX_NAME_CHARS:
         return 0.0
     listy = bool(_LISTY.search(name))
-    answers = [name_form(n, listy) for n in matcher.lexicon.equivalents(name_variants(name))]
+    caps = acronyms(name)
+    answers = [name_form(n, listy, caps) for n in matcher.lexicon.equivalents(name_variants(name))]
     equivalents, parents = _gold_forms(golds, matcher.lexicon)
     verdicts = {
         compare_names(a, g, matcher.threshold, matcher.scorer, matcher.max_extra_words)
@@ -449,7 +475,7 @@ def _diagnosis_zero_mode() -> CandidateScore:
 
 
 def _fuzzy_mode(
-    threshold: float = 0.9,
+    threshold: float = 0.88,
     scorer: str = "token_sort_ratio",
     partial_credit: float = 0.0,
     builtin_synonyms: bool = True,
@@ -523,7 +549,7 @@ def diagnosis_match_reward(
             (RareArena's top-1 / top-5).
         policy: Several ``<answer>`` blocks: ``"first"`` (the seed's choice), ``"last"`` or ``"reject"``.
         fallbacks: Evaluation only, e.g. ``["answer_is", "boxed"]``; see :mod:`medzero_pl.rewards.extract`.
-        **mode_kwargs: For ``"fuzzy"``: ``threshold`` (0.9, on content similarity in [0, 1]), ``scorer``
+        **mode_kwargs: For ``"fuzzy"``: ``threshold`` (0.88, the similarity in [0, 1] a typo needs), ``scorer``
             (``"token_sort_ratio"``; also ``token_set_ratio``, ``WRatio``, ``ratio``, ``QRatio``),
             ``partial_credit`` (0.0: credit for a broader name), ``builtin_synonyms`` (True), ``synonyms_path``,
             ``hypernym_path`` (RareArena ``orphanet_hypernym.json``), ``hypernym_credit`` (0.5),
