@@ -470,9 +470,9 @@ def _gold_forms(golds: tuple[str, ...], lexicon: Lexicon) -> tuple[tuple[NameFor
 
 
 def fuzzy_score(candidate: str, golds: tuple[str, ...], matcher: FuzzyMatcher) -> float:
-    """1.0 if the candidate names a gold diagnosis (or a synonym, or a more specific form of it);
-    ``matcher.hypernym_credit`` if it names a narrow Orphanet parent of one; ``matcher.partial_credit`` if it names
-    a broader form by words; else 0.0."""
+    """1.0 if the candidate names a gold diagnosis (or a synonym); ``matcher.hypernym_credit`` if it names a narrow
+    Orphanet parent of one; ``matcher.partial_credit`` if it names the same family (a sibling, a broader or a more
+    specific form: see :func:`compare_names`); else 0.0."""
     name = clean_candidate(candidate)
     if not name or len(name) > _MAX_NAME_CHARS:
         return 0.0
@@ -580,7 +580,8 @@ def diagnosis_match_reward(
         fallbacks: Evaluation only, e.g. ``["answer_is", "boxed"]``; see :mod:`medzero_pl.rewards.extract`.
         **mode_kwargs: For ``"fuzzy"``: ``threshold`` (0.88, the similarity in [0, 1] a typo needs), ``scorer``
             (``"token_sort_ratio"``; also ``token_set_ratio``, ``WRatio``, ``ratio``, ``QRatio``),
-            ``partial_credit`` (0.0: credit for a broader name), ``builtin_synonyms`` (True), ``synonyms_path``,
+            ``partial_credit`` (0.0: credit for a same-family name: a sibling, a broader or a more specific one),
+            ``builtin_synonyms`` (True), ``synonyms_path``,
             ``hypernym_path`` (RareArena ``orphanet_hypernym.json``), ``hypernym_credit`` (0.5),
             ``hypernym_max_diseases`` (10, as RareArena's judge), ``max_extra_words`` (3).
     """

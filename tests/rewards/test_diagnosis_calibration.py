@@ -89,3 +89,18 @@ def test_a_malformed_pairs_file_is_rejected_with_its_line(tmp_path):
     path.write_text('{"answer": "A", "gold": "B", "full": "yes", "kind": "x", "source": "hand", "split": "heldout"}\n')
     with pytest.raises(ValueError, match="pairs.jsonl:1"):
         read_pairs(path)
+
+
+@pytest.mark.slow
+def test_the_committed_pairs_are_what_the_build_script_writes(hypernym_path, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    root = PAIRS.parents[2]
+    out = tmp_path / "pairs.jsonl"
+    script = root / "scripts" / "build_diagnosis_pairs.py"
+    env = {**os.environ, "PYTHONPATH": str(root)}  # this checkout's package, not another editable install
+    command = [sys.executable, str(script), "--hypernyms", str(hypernym_path), "--out", str(out)]
+    subprocess.run(command, check=True, env=env)
+    assert out.read_text(encoding="utf-8") == PAIRS.read_text(encoding="utf-8")
