@@ -94,6 +94,9 @@ class GRPOConfig:
     """Exclude completions that hit `max_completion_length` from the loss (DAPO)."""
     entropy_coef: float = 0.0
     """Entropy bonus weight (entropy is always logged)."""
+    kl_clamp: float | None = None
+    """Clamp the per-token k3 KL to [-kl_clamp, kl_clamp] as verl's `low_var_kl` does (10); None, as TRL, clamps
+    nothing. Must be > 0 when set."""
 
 
 @dataclass
@@ -245,6 +248,7 @@ def validate(cfg: Config) -> None:
     require(0 <= g.epsilon_low < 1, "grpo.epsilon_low", g.epsilon_low, "0 <= epsilon_low < 1")
     require(g.epsilon_high >= 0, "grpo.epsilon_high", g.epsilon_high, ">= 0")
     require(g.beta >= 0, "grpo.beta", g.beta, ">= 0")
+    require(g.kl_clamp is None or g.kl_clamp > 0, "grpo.kl_clamp", g.kl_clamp, "> 0, or null for no clamp")
     require(g.entropy_coef >= 0, "grpo.entropy_coef", g.entropy_coef, ">= 0 (a bonus weight)")
     require(d.curriculum in CURRICULA, "data.curriculum", d.curriculum, f"one of {sorted(CURRICULA)}")
     require(d.prompts_per_step >= 1, "data.prompts_per_step", d.prompts_per_step, "at least 1")

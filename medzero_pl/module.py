@@ -248,6 +248,7 @@ class GRPOModule(LightningModule):
                     num_active_tokens=dapo_tokens / n_micro,
                     entropy=entropy,
                     entropy_coef=g.entropy_coef,
+                    kl_clamp=g.kl_clamp,
                 )
                 self.manual_backward(loss / n_micro)
                 # Token-weighted, so the logged value is the masked mean over the whole generation batch.

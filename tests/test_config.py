@@ -139,3 +139,12 @@ def test_format_reward_must_agree_with_a_prompt_that_opens_the_think_block():
 def test_unknown_key_inside_a_list_element_gets_a_suggestion():
     with pytest.raises(ConfigError, match=r"data.sources.0.fromat.*data.sources.0.format"):
         compose(["data.sources.0.fromat=medqa"])
+
+
+def test_kl_clamp_is_off_by_default_on_in_the_verl_reproductions_and_positive_when_set():
+    assert compose([]).grpo.kl_clamp is None  # TRL's k3
+    for size in ("1.5b", "3b", "7b"):
+        assert compose([f"experiment=rarearena_{size}"]).grpo.kl_clamp == 10.0  # verl's low_var_kl
+    for bad in ("0", "-1.0"):
+        with pytest.raises(ConfigError, match="grpo.kl_clamp"):
+            compose([f"grpo.kl_clamp={bad}"])

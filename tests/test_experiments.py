@@ -39,6 +39,7 @@ DIAGNOSIS_ZERO = {
     "optim.lr": (3e-7, "run_medzero_*.sh: actor.optim.lr=3e-7"),
     "grpo.beta": (0.001, "run_medzero_*.sh: kl_loss_coef=0.001 (low_var_kl = k3)"),
     "grpo.entropy_coef": (0.001, VERL_EARLY_2025),
+    "grpo.kl_clamp": (10.0, "verl low_var_kl clamps k3 to [-10, 10]"),
     "grpo.epsilon_low": (0.2, VERL_EARLY_2025),
     "grpo.epsilon_high": (0.2, VERL_EARLY_2025),
     "grpo.temperature": (1.0, VERL_EARLY_2025),

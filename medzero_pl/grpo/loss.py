@@ -56,13 +56,20 @@ def mask_truncated_completions(
     return completion_mask * is_eos.any(dim=1, keepdim=True).to(completion_mask.dtype)
 
 
-def k3_kl(logp: Tensor, ref_logp: Tensor) -> Tensor:
+def k3_kl(logp: Tensor, ref_logp: Tensor, clamp: float | None = None) -> Tensor:
     """Per-token k3 estimate of KL(pi || pi_ref) on tokens sampled from pi: `exp(d) - d - 1`, `d = ref - logp`.
 
     Unbiased, always >= 0, and its gradient is that of the true KL's token term. `(B, T), (B, T) -> (B, T)`.
+
+    `clamp` reproduces verl's `kl_penalty(..., "low_var_kl")` (`verl/trainer/ppo/core_algos.py`): `d` is first
+    clamped to [-20, 20] (verl's guard against `exp` overflow) and the estimate to [-clamp, clamp] (verl: 10), so one
+    token far from the reference adds at most `clamp` and no gradient. None (TRL's k3) clamps nothing.
     """
     delta = ref_logp - logp
-    return torch.exp(delta) - delta - 1
+    if clamp is None:
+        return torch.exp(delta) - delta - 1
+    delta = delta.clamp(-20.0, 20.0)
+    return (torch.exp(delta) - delta - 1).clamp(-clamp, clamp)
 
 
 def clipped_surrogate(ratio: Tensor, advantages: Tensor, epsilon_low: float, epsilon_high: float) -> Tensor:
@@ -166,6 +173,7 @@ def grpo_loss(
     num_active_tokens: Tensor | int | None = None,
     entropy: Tensor | None = None,
     entropy_coef: float = 0.0,
+    kl_clamp: float | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """The GRPO objective for one micro-batch, to minimise.
 
@@ -184,6 +192,8 @@ def grpo_loss(
         num_active_tokens: normaliser for `dapo`; see the module docstring.
         entropy: `(B, T)` token entropies; logged as `entropy` when given.
         entropy_coef: weight of the entropy bonus, a token mean over `mask` (TRL's definition, for every loss_type).
+        kl_clamp: clamp the k3 estimate to [-kl_clamp, kl_clamp] as verl's `low_var_kl` (10); None as TRL (see
+            `k3_kl`). The logged `kl` is the clamped value, as in verl.
 
     Returns:
         `(loss, metrics)`, metrics detached scalars: `clip_ratio/low_mean`, `clip_ratio/high_mean`,
@@ -195,6 +205,8 @@ def grpo_loss(
         raise ValueError(f"beta={beta} needs ref_logp; pass beta=0 to train without a reference model")
     if entropy_coef != 0 and entropy is None:
         raise ValueError(f"entropy_coef={entropy_coef} needs entropy")
+    if kl_clamp is not None and not kl_clamp > 0:
+        raise ValueError(f"kl_clamp={kl_clamp} must be None or > 0")
     keep = mask.bool()  # (B, T)
     mask = mask.to(logp.dtype)  # (B, T)
     logp = torch.where(keep, logp, 0.0)  # (B, T)
@@ -206,7 +218,7 @@ def grpo_loss(
     per_token_loss = clipped_surrogate(ratio, advantages, epsilon_low, epsilon_high)  # (B, T)
     metrics = clip_fractions(ratio, advantages, mask, epsilon_low, epsilon_high)
     if ref_logp is not None:
-        kl = k3_kl(logp, torch.where(keep, ref_logp.detach(), 0.0))  # (B, T)
+        kl = k3_kl(logp, torch.where(keep, ref_logp.detach(), 0.0), kl_clamp)  # (B, T)
         metrics["kl"] = masked_mean(kl, mask)
         if beta != 0:  # skipped, not multiplied by 0: an inf KL would turn the loss into NaN
             per_token_loss = per_token_loss + beta * kl

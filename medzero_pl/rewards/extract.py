@@ -20,6 +20,7 @@ pay the policy for skipping the format) are tried in the order given, only when 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 
@@ -109,7 +110,7 @@ def _last_line(text: str) -> str:
 
 
 def _letter(text: str, options: Mapping[str, str]) -> str | None:
-    line = _last_line(text)
+    line = unicodedata.normalize("NFKC", _last_line(text))  # a full-width "Ｂ" is "B", as in mcq.parse_choice
     return line if len(line) <= 12 and _LONE_LETTER.fullmatch(line) else None
 
 

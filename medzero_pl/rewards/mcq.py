@@ -8,8 +8,9 @@ Example (MedQA-USMLE, ``phrases_no_exclude_test.jsonl``; options A-D, gold ``ans
 
 Official scoring of MedQA / MedMCQA / MedXpertQA is accuracy: the predicted option letter equals the gold one
 (MedQA ``answer_idx``, MedXpertQA ``label``). Graded here as correct:
-``D``, ``(D)``, ``D.``, ``D) Cross-linking of DNA``, ``Option D``, ``D: ...``, ``Answer: D`` and the exact option
-text ``cross-linking  of DNA`` (case and whitespace ignored). An answer naming several letters (``A or D``,
+``D``, ``(D)``, ``D.``, ``D) Cross-linking of DNA``, ``Option D``, ``D: ...``, ``Answer: D``, the full-width ``Ｄ``
+(letters and option texts are NFKC-normalised alike) and the exact option text ``cross-linking  of DNA`` (case and
+whitespace ignored). An answer naming several letters (``A or D``,
 ``A, D``, ``A/D``, ``A and D``) is wrong even if one of them is right: otherwise hedging pays.
 """
 
@@ -53,9 +54,11 @@ def clean_options(options: Any) -> dict[str, str]:
 
 def gold_letter(answer: Any, options: Mapping[str, str]) -> str | None:
     """The gold letter, upper-cased, or ``None`` if the row has no usable gold answer."""
-    if not isinstance(answer, str) or len(answer.strip()) != 1 or not answer.strip().isalpha():
+    if not isinstance(answer, str):
         return None
-    letter = answer.strip().upper()
+    letter = unicodedata.normalize("NFKC", answer).strip().upper()
+    if len(letter) != 1 or not letter.isalpha():
+        return None
     return letter if not options or letter in options else None
 
 
@@ -64,7 +67,7 @@ def parse_choice(answer: str, options: Mapping[str, str]) -> str | None:
 
     ``options`` maps upper-case letters to texts; if empty, any letter A-Z is accepted but no text can match.
     """
-    s = answer.strip(_WRAPPERS)
+    s = unicodedata.normalize("NFKC", answer).strip(_WRAPPERS)  # full-width "Ｃ" / "（Ｃ）" are "C" / "(C)"
     if s.startswith("\\boxed{") and s.endswith("}"):
         s = s[len("\\boxed{") : -1].strip(_WRAPPERS)
     if not s or len(s) > _MAX_ANSWER_CHARS:

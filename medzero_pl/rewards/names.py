@@ -28,6 +28,7 @@ _APOSTROPHES = dict.fromkeys(map(ord, "\u2018\u2019\u02bc\u2032\uff07`"), "'")
 _POSSESSIVE = re.compile(r"(?<=\w)'s\b|(?<=s)'(?!\w)")
 _NON_WORD = re.compile(r"[\W_]+")
 _PARENTHETICAL = re.compile(r"\([^()]*\)|\[[^\[\]]*\]")
+_HAS_DIGIT = re.compile(r"\d")
 _ROMAN = {
     numeral: str(value)
     for value, numeral in enumerate(
@@ -57,28 +58,44 @@ _ROMAN = {
     )
 }
 
+_WORDS_LIKE_NUMERALS = frozenset(["via", "id", "if"])  # "ID" is intellectual disability, not type 1d
+
 
 def normalize_name(name: str) -> str:
     """Lower-case ASCII-folded words: accents, dashes, possessives and punctuation removed, roman numerals made
-    arabic (``"Gaucher's disease, type I"`` -> ``"gaucher disease type 1"``). Parenthesised text is kept as words;
-    :func:`name_variants` decides what to do with it."""
+    arabic, also with a subtype letter (``"Gaucher's disease, type I"`` -> ``"gaucher disease type 1"``,
+    ``"type IIIB"`` -> ``"type 3b"``). Parenthesised text is kept as words; :func:`name_variants` decides what to
+    do with it."""
     s = name.translate(_DASHES).translate(_APOSTROPHES)
     if not s.isascii():
         s = "".join(ch for ch in unicodedata.normalize("NFKD", s) if not unicodedata.combining(ch))
     s = s.casefold()
     s = _NON_WORD.sub(" ", _POSSESSIVE.sub("", s))
-    return " ".join(_ROMAN.get(token, token) for token in s.split())
+    return " ".join(map(_arabic, s.split()))
+
+
+def _arabic(token: str) -> str:
+    """A roman numeral as arabic digits, keeping a subtype letter a-f: ``iii`` -> ``3``, ``iiib`` -> ``3b``."""
+    if token in _ROMAN:
+        return _ROMAN[token]
+    if len(token) > 1 and token[-1] in "abcdef" and token[:-1] in _ROMAN and token not in _WORDS_LIKE_NUMERALS:
+        return _ROMAN[token[:-1]] + token[-1]
+    return token
 
 
 def name_variants(name: str) -> list[str]:
     """The normalised readings of a name: without its parentheticals, with them, and each parenthetical alone.
 
     ``"Hepatolenticular degeneration (Wilson disease)"`` -> ``["hepatolenticular degeneration",
-    "hepatolenticular degeneration wilson disease", "wilson disease"]``; a qualifier such as ``(type 1)`` thus
-    counts when it matters and is ignored when the other name has none.
+    "hepatolenticular degeneration wilson disease", "wilson disease"]``. A parenthetical holding a digit is part of
+    the name, never dropped nor read alone: in ``"AML with t(8;21)(q22;q22)"`` or ``"Gaucher disease (type 1)"`` it
+    is what tells the disease from its siblings.
     """
-    variants = [normalize_name(_PARENTHETICAL.sub(" ", name)), normalize_name(name)]
-    variants += [normalize_name(m.group()[1:-1]) for m in _PARENTHETICAL.finditer(name)]
+    coded = [m.group() for m in _PARENTHETICAL.finditer(name) if _HAS_DIGIT.search(m.group())]
+    kept = _PARENTHETICAL.sub(lambda m: m.group() if m.group() in coded else " ", name)
+    variants = [normalize_name(kept), normalize_name(name)]
+    alone = [normalize_name(m.group()[1:-1]) for m in _PARENTHETICAL.finditer(name) if m.group() not in coded]
+    variants += [v for v in alone if any(len(t) > 1 for t in v.split())]  # "(GPA)", not the "(P)" of NAD(P)HX
     return list(dict.fromkeys(v for v in variants if v))
 
 

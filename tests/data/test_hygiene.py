@@ -22,7 +22,9 @@ def write_lines(path, rows, prefix: bytes = b"") -> None:
 def test_a_non_utf8_file_names_the_file_and_line(tmp_path):
     path = tmp_path / "latin1.jsonl"
     write_lines(path, [ROW | {"id": "1"}])
-    path.write_bytes(path.read_bytes() + json.dumps(ROW | {"question": "caf\u00e9"}, ensure_ascii=False).encode("latin-1") + b"\n")
+    path.write_bytes(
+        path.read_bytes() + json.dumps(ROW | {"question": "caf\u00e9"}, ensure_ascii=False).encode("latin-1") + b"\n"
+    )
     with pytest.raises(DataFormatError) as err:
         read_examples(path, "medqa")
     assert str(err.value) == f"{path}, line 2: UTF-8 text (byte 0xe9 is not valid UTF-8; re-save the file as UTF-8)"

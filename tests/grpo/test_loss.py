@@ -25,6 +25,28 @@ def test_k3_kl_hand_computed():
     torch.testing.assert_close(kl, torch.tensor([LN(2) - 0.5, 0.0]))
 
 
+def test_k3_kl_clamp_reproduces_verl_low_var_kl():
+    # d = ref - logp. d = -ln 2 -> 0.5 + ln 2 - 1 (unclamped); d = 12 -> e^12 - 13 > 10 -> 10; d = -30 -> d is first
+    # clamped to -20 (verl's exp guard), e^-20 + 19 > 10 -> 10. Without a clamp the last two stay large.
+    logp = torch.tensor([LN(0.5), 0.0, -1.0], requires_grad=True)
+    ref = torch.tensor([LN(0.25), 12.0, -31.0])
+    torch.testing.assert_close(k3_kl(logp, ref, clamp=10.0), torch.tensor([LN(2) - 0.5, 10.0, 10.0]))
+    torch.testing.assert_close(k3_kl(logp, ref)[1:], torch.tensor([math.exp(12) - 13, math.exp(-30) + 29]))
+    (grad,) = torch.autograd.grad(k3_kl(logp, ref, clamp=10.0).sum(), logp)
+    torch.testing.assert_close(grad, torch.tensor([0.5, 0.0, 0.0]))  # clamped tokens get no gradient, as in verl
+
+
+def test_grpo_loss_kl_clamp_bounds_the_penalty_and_rejects_non_positive_values():
+    logp = torch.tensor([[0.0, 0.0], [0.0, 0.0]], requires_grad=True)
+    ref = torch.tensor([[12.0, 0.0], [0.0, 0.0]])  # token (0, 0): k3 = e^12 - 13, clamped to 10
+    loss, metrics = _loss(logp, ref_logp=ref, beta=0.1, kl_clamp=10.0)
+    torch.testing.assert_close(metrics["kl"], torch.tensor(10.0 / 3))
+    torch.testing.assert_close(loss, torch.tensor((-1 + 0.1 * 10.0 - 1 + 0.5) / 3))
+    for bad in (0.0, -1.0):
+        with pytest.raises(ValueError, match="kl_clamp"):
+            _loss(logp, ref_logp=ref, beta=0.1, kl_clamp=bad)
+
+
 def test_clipped_surrogate_hand_computed():
     # Clip range [0.8, 1.28]. A > 0: min(r, clip r) caps gains at 1.28; A < 0: -max(r, clip r) floors r at 0.8.
     ratio = torch.tensor([[0.5, 0.9, 1.0, 1.5], [0.5, 0.9, 1.0, 1.5]])

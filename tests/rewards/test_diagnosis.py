@@ -1,6 +1,7 @@
 """Diagnosis match: the DiagnosisZero seed rule reproduced exactly, and the default fuzzy matcher."""
 
 import json
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -228,3 +229,147 @@ def test_mode_keywords_are_checked():
         diagnosis_match_reward(mode="llm_judge")
     with pytest.raises(ValueError, match="scorer"):
         diagnosis_match_reward(scorer="jaro")
+
+
+class TestDistinguishingTokens:
+    """Full credit needs the same distinguishing tokens; a differing one is a sibling: partial credit at most."""
+
+    SIBLINGS = [
+        ("Gaucher disease type 1", "Gaucher disease type 2"),  # type numbers
+        ("Hemophilia A", "Hemophilia B"),  # letters
+        ("Xeroderma pigmentosum group A", "Xeroderma pigmentosum group C"),  # group values
+        ("Glycogen storage disease type IIIa", "Glycogen storage disease type IIIb"),  # roman numeral + letter
+        ("Mucopolysaccharidosis type IIIA", "Mucopolysaccharidosis type 3C"),
+        ("Limb-girdle muscular dystrophy type 2a", "Limb-girdle muscular dystrophy type 2b"),  # letter suffix
+        ("Charcot-Marie-Tooth disease type 4B2", "Charcot-Marie-Tooth disease type 4A"),  # mixed codes
+        ("Charcot-Marie-Tooth disease type 2A1", "Charcot-Marie-Tooth disease type 2A2"),
+        ("COL4A5-related Alport syndrome", "COL4A3-related Alport syndrome"),  # gene symbols
+        ("IgG4-related disease", "IgE-related disease"),  # immunoglobulin classes
+        ("ATTR amyloidosis", "AA amyloidosis"),  # amyloid proteins
+        ("AL amyloidosis", "AA amyloidosis"),
+        ("Alpha-thalassemia", "Beta-thalassemia"),  # Greek letters
+        ("Juvenile neuronal ceroid lipofuscinosis", "Adult neuronal ceroid lipofuscinosis"),  # age of onset
+        ("Infantile-onset Pompe disease", "Late-onset Pompe disease"),
+        ("Hereditary spastic paraplegia 3 type 2", "Hereditary spastic paraplegia 3 type 3"),  # a shared number
+        ("Acute myeloid leukemia with t(8;21)(q22;q22)", "Acute myeloid leukemia with t(6;9)(p23;q34)"),
+    ]
+
+    @pytest.mark.parametrize(("one", "other"), SIBLINGS)
+    def test_a_sibling_never_gets_full_credit_in_either_direction(self, one, other):
+        for answer, gold in ((one, other), (other, one)):
+            assert fuzzy(answered(answer), [gold]) == 0.0, (answer, gold)
+            assert fuzzy(answered(answer), [gold], partial_credit=0.3) == 0.3, (answer, gold)  # same family
+            assert fuzzy(answered(gold), [gold]) == 1.0
+
+    @pytest.mark.parametrize(
+        ("answer", "gold"),
+        [
+            ("Glycogen storage disease type IIIa", "Glycogen storage disease type 3a"),
+            ("Gaucher's disease, type I", "Gaucher disease type 1"),
+            ("Limb-girdle muscular dystrophy type 2 A", "Limb-girdle muscular dystrophy type 2A"),
+            ("IgG4 related disease", "IgG4-related disease"),
+            ("Alpha 1 antitrypsin deficiency", "Alpha1-antitrypsin deficiency"),
+            ("Diabetes mellitus type 1", "Type 1 diabetes mellitus"),
+            ("Gaucher disease (type 1)", "Gaucher disease type 1"),
+            ("Adult onset Still's disease", "Adult-onset Still disease"),
+            ("Cushing's disease", "Cushing disease"),
+        ],
+    )
+    def test_the_same_tokens_written_differently_get_full_credit(self, answer, gold):
+        assert fuzzy(answered(answer), [gold]) == 1.0
+        assert fuzzy(answered(gold), [answer]) == 1.0
+
+    def test_a_broader_or_a_more_specific_name_gets_the_partial_credit_only(self):
+        for answer, gold in [
+            ("Gaucher disease", "Gaucher disease type 1"),  # broader
+            ("Gaucher disease type 1", "Gaucher disease"),  # more specific
+            ("Charcot-Marie-Tooth disease type 4B", "Charcot-Marie-Tooth disease type 4B2"),
+            ("Charcot-Marie-Tooth disease type 4B2", "Charcot-Marie-Tooth disease type 4B"),
+            ("Juvenile Huntington disease", "Huntington disease"),
+            ("Familial medullary thyroid carcinoma", "Medullary thyroid carcinoma"),
+        ]:
+            assert fuzzy(answered(answer), [gold]) == 0.0, (answer, gold)
+            assert fuzzy(answered(answer), [gold], partial_credit=0.25) == 0.25, (answer, gold)
+
+    def test_cushing_syndrome_is_not_cushing_disease_but_kawasaki_syndrome_is_kawasaki_disease(self):
+        assert fuzzy(answered("Cushing syndrome"), ["Cushing disease"]) == 0.0
+        assert fuzzy(answered("Cushing disease"), ["Cushing syndrome"]) == 0.0
+        assert fuzzy(answered("Cushing syndrome"), ["Cushing disease"], partial_credit=0.25) == 0.25
+        ectopic = "Cushing syndrome due to ectopic ACTH secretion"
+        assert fuzzy(answered("Cushing disease"), [ectopic], partial_credit=0.25) == 0.25  # the family
+        assert fuzzy(answered(ectopic), ["Cushing disease"], partial_credit=0.25) == 0.0  # another cause
+        assert fuzzy(answered("Caroli disease"), ["Caroli syndrome"]) == 0.0
+        assert fuzzy(answered("Kawasaki syndrome"), ["Kawasaki disease"]) == 1.0
+        assert fuzzy(answered("Marfan disease"), ["Marfan syndrome"]) == 1.0
+
+
+class TestSpelling:
+    """Only the words the names do not share are compared, and they must be the same words spelt differently."""
+
+    @pytest.mark.parametrize(
+        ("answer", "gold"),
+        [
+            ("Paroxysmal nocturnal haemoglobinuria", "Paroxysmal nocturnal hemoglobinuria"),  # British
+            ("Wilsons disease", "Wilson disease"),  # a final s
+            ("Paroxysmal nocturnal hemoglobinurea", "Paroxysmal nocturnal hemoglobinuria"),  # one typo
+            ("Woolly hair-palmoplantar keratoedrma syndrome", "Woolly hair-palmoplantar keratoderma syndrome"),  # swap
+            ("Feingold syndrme", "Feingold syndrome"),  # a typo in a generic word
+            ("Osteo arthritis deformans", "Osteoarthritis deformans"),  # a joined compound
+        ],
+    )
+    def test_spelling_variants_get_full_credit(self, answer, gold):
+        assert fuzzy(answered(answer), [gold]) == 1.0
+
+    @pytest.mark.parametrize(
+        ("answer", "gold"),
+        [
+            ("Glioblastoma", "Lipoblastoma"),  # two edits: another word
+            ("Familial hypodysfibrinogenemia", "Familial hypofibrinogenemia"),
+            (
+                "Glycogen storage disease due to glycogen branching enzyme deficiency",
+                "Glycogen storage disease due to glycogen debranching enzyme deficiency",
+            ),  # noqa: E501
+            ("Maternal uniparental disomy of chromosome 6", "Paternal uniparental disomy of chromosome 6"),  # 8 letters
+            ("Coccidioidomycosis", "Paracoccidioidomycosis"),  # an opposed prefix
+            ("Hypokalemic periodic paralysis", "Hyperkalemic periodic paralysis"),
+            ("PAPASH syndrome", "PsAPASH syndrome"),  # acronyms get no typo tolerance
+            ("NAD(P)HX dehydratase deficiency", "NAD(P)HX epimerase deficiency"),  # "(P)" is no name of its own
+            ("Autoimmune hepatitis", "Autoimmune pancreatitis"),
+        ],
+    )
+    def test_different_words_get_no_credit_however_long_the_shared_stem(self, answer, gold):
+        assert fuzzy(answered(answer), [gold]) == 0.0
+        assert fuzzy(answered(gold), [answer]) == 0.0
+
+    def test_hedges_are_ignored_but_alternatives_are_not(self):
+        for hedge in ("Probable Fabry disease", "Fabry disease (probable)", "Fabry disease, probable"):
+            assert fuzzy(answered(hedge), ["Fabry disease"]) == 1.0, hedge
+        for alternative in ("Fabry disease or Gaucher disease", "Not Fabry disease", "Fabry disease ruled out"):
+            assert fuzzy(answered(alternative), ["Fabry disease"]) == 0.0, alternative
+
+
+def test_the_default_diagnosis_reward_sets_score_1000_completions_well_under_a_second(rdc_rows):
+    import time
+
+    import yaml
+
+    from medzero_pl.rewards.registry import build_rewards
+
+    conf = Path(__file__).resolve().parents[2] / "conf" / "rewards"
+    rows = list(rdc_rows.values())
+    siblings = ["Gaucher disease type 2", "Mucopolysaccharidosis type IIIB", "AA amyloidosis", "Cushing syndrome"]
+    completions, golds = [], []
+    for i in range(1000):
+        row = rows[i % len(rows)]
+        case = (row["case_report"] + " " + row["test_results"]) * 2
+        answer = [row["diagnosis"], row["Orpha_name"], siblings[i % 4], f"1. {siblings[i % 4]};\n2. {row['diagnosis']}"]
+        completions.append(f"<think>{case}</think>\n<answer>{answer[i % 4]}</answer>")
+        golds.append(list(dict.fromkeys([row["diagnosis"], row["Orpha_name"]])))
+    for preset in ("diagnosis", "diagnosis_fuzzy"):
+        rewards = build_rewards(yaml.safe_load((conf / f"{preset}.yaml").read_text()))
+        rewards(None, completions[:20], diagnoses=golds[:20], task=["diagnosis"] * 20)  # warm the caches
+        start = time.perf_counter()
+        out = rewards(None, completions, diagnoses=golds, task=["diagnosis"] * 1000)
+        elapsed = time.perf_counter() - start
+        assert len(out.total) == 1000
+        assert elapsed < 0.5, f"{preset}: {elapsed:.3f} s for 1,000 completions"  # measured 0.02-0.15 s

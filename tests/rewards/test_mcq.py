@@ -70,6 +70,16 @@ def test_wrong_ambiguous_or_contradictory_answers_score_zero(ethics, content):
     assert mcq_accuracy(answered(content), ethics["answer_idx"], ethics["options"]) == 0.0
 
 
+def test_a_full_width_letter_is_the_letter_as_option_texts_are_width_insensitive(ethics):
+    gold, options = ethics["answer_idx"], ethics["options"]  # gold B
+    for content in ("Ｂ", "（Ｂ）", "Ｂ．", "Ｏｐｔｉｏｎ Ｂ", "ｂ"):
+        assert mcq_accuracy(answered(content), gold, options) == 1.0, content
+    assert mcq_accuracy(answered("Ａ"), gold, options) == 0.0
+    assert mcq_accuracy(answered("Ａ or Ｂ"), gold, options) == 0.0  # still several letters
+    assert mcq_accuracy(THINK + "\nＢ", gold, options, fallbacks=["letter"]) == 1.0
+    assert mcq_accuracy(answered("B"), "Ｂ", options) == 1.0  # a full-width gold letter too
+
+
 def test_an_article_is_not_an_option_letter():
     options = {"A": "Fungal infection", "B": "Viral infection"}
     assert parse_choice("A fungal infection", options) == "A"  # the words are option A's text
