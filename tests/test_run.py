@@ -89,7 +89,8 @@ def test_lightning_trainer_arguments_pass_through_and_unknown_ones_are_named(toy
     code, errors = run_fit(short(toy, tmp_path, **{"trainer.profiler": "simple"}), capsys)
     assert code == 2
     assert errors[0].startswith(
-        "error: command-line overrides: unknown key 'trainer.profiler'. It is a lightning.Trainer"
+        "error: override 'trainer.profiler=simple': unknown key 'trainer.profiler'. It is a lightning.Trainer "
+        "argument: set trainer.lightning.profiler=..."
     )
     code, errors = run_fit(short(toy, tmp_path, **{"trainer.lightning": "{accumulate_grad_batches: 4}"}), capsys)
     assert code == 2 and "use grpo.micro_batch_size" in errors[0]
