@@ -10,6 +10,8 @@ from __future__ import annotations
 from lightning.pytorch.cli import LightningCLI
 
 from medzero_pl.callbacks.checkpointing import AtomicCheckpointIO, LastCheckpoint
+from medzero_pl.callbacks.samples import CompletionSamples
+from medzero_pl.callbacks.stats import CompletionStats
 from medzero_pl.data.datamodule import MedZeroDataModule
 from medzero_pl.module import GRPOModule
 
@@ -34,7 +36,7 @@ def main(args: list[str] | None = None) -> MedZeroCLI:
             "use_distributed_sampler": False,
             "num_sanity_val_steps": 0,
             "plugins": [AtomicCheckpointIO()],
-            "callbacks": [LastCheckpoint()],
+            "callbacks": [LastCheckpoint(), CompletionStats(), CompletionSamples()],
         },
         save_config_kwargs={"overwrite": True},
         args=args,
