@@ -10,6 +10,7 @@ from __future__ import annotations
 from lightning.pytorch.cli import LightningCLI
 
 from medzero_pl.callbacks.checkpointing import AtomicCheckpointIO, LastCheckpoint
+from medzero_pl.callbacks.language import LanguageMixing
 from medzero_pl.callbacks.samples import CompletionSamples
 from medzero_pl.callbacks.stats import CompletionStats
 from medzero_pl.data.datamodule import MedZeroDataModule
@@ -36,7 +37,7 @@ def main(args: list[str] | None = None) -> MedZeroCLI:
             "use_distributed_sampler": False,
             "num_sanity_val_steps": 0,
             "plugins": [AtomicCheckpointIO()],
-            "callbacks": [LastCheckpoint(), CompletionStats(), CompletionSamples()],
+            "callbacks": [LastCheckpoint(), CompletionStats(), LanguageMixing(), CompletionSamples()],
         },
         save_config_kwargs={"overwrite": True},
         args=args,

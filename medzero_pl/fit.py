@@ -22,6 +22,7 @@ from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, Logger
 
 from medzero_pl.callbacks.checkpointing import AtomicCheckpointIO, LastCheckpoint, latest_checkpoint
+from medzero_pl.callbacks.language import LanguageMixing
 from medzero_pl.callbacks.samples import CompletionSamples
 from medzero_pl.callbacks.stats import CompletionStats
 from medzero_pl.config import Config, ConfigError, compose, field_help, to_yaml
@@ -69,7 +70,7 @@ def build(cfg: Config) -> tuple[Trainer, GRPOModule, MedZeroDataModule, LastChec
     datamodule = MedZeroDataModule(cfg.data, cfg.prompt, tokenizer=cfg.model.name_or_path)
     module = GRPOModule(cfg.model, cfg.grpo, cfg.optim, cfg.rewards, seed=cfg.seed)
     checkpoint = LastCheckpoint(run_dir / "checkpoints", every_n_steps=cfg.trainer.checkpoint_every_n_steps)
-    callbacks: list[Callback] = [checkpoint, CompletionStats()]
+    callbacks: list[Callback] = [checkpoint, CompletionStats(), LanguageMixing()]
     if cfg.logging.log_completions:
         callbacks.append(CompletionSamples(run_dir / "completions.jsonl", per_step=cfg.logging.log_completions))
     if cfg.trainer.enable_progress_bar:

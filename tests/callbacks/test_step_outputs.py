@@ -38,6 +38,7 @@ def test_the_step_returns_one_entry_per_completion(toy, tmp_path):
     assert abs(sum(out["advantages"][:8])) < 1e-5  # group-normalised
     assert trainer.callback_metrics["completions/mean_length"] == sum(out["completion_lengths"]) / n
     assert "completions/think_ratio" in trainer.callback_metrics
+    assert "language/after_answer_mixed_ratio" in trainer.callback_metrics
 
 
 def test_the_lightning_cli_logs_statistics_and_samples_too(toy, tmp_path):
