@@ -22,10 +22,11 @@ from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, Logger
 
 from medzero_pl.callbacks.checkpointing import AtomicCheckpointIO, LastCheckpoint, latest_checkpoint
+from medzero_pl.callbacks.evaluation import Evaluation
 from medzero_pl.callbacks.language import LanguageMixing
 from medzero_pl.callbacks.samples import CompletionSamples
 from medzero_pl.callbacks.stats import CompletionStats
-from medzero_pl.config import Config, ConfigError, compose, field_help, to_yaml
+from medzero_pl.config import Config, ConfigError, compose, eval_settings, field_help, to_yaml
 from medzero_pl.data.datamodule import MedZeroDataModule
 from medzero_pl.module import GRPOModule
 
@@ -73,6 +74,11 @@ def build(cfg: Config) -> tuple[Trainer, GRPOModule, MedZeroDataModule, LastChec
     callbacks: list[Callback] = [checkpoint, CompletionStats(), LanguageMixing()]
     if cfg.logging.log_completions:
         callbacks.append(CompletionSamples(run_dir / "completions.jsonl", per_step=cfg.logging.log_completions))
+    if cfg.eval.benchmarks:
+        e = cfg.eval
+        callbacks.append(
+            Evaluation(e.benchmarks, e.every_n_steps, e.data_root, e.paths, e.limit, eval_settings(e), e.prompt)
+        )
     if cfg.trainer.enable_progress_bar:
         callbacks.append(StepProgressBar())
     trainer = Trainer(**trainer_kwargs(cfg), callbacks=callbacks, logger=loggers(cfg), plugins=[AtomicCheckpointIO()])
@@ -107,6 +113,15 @@ def cli_config(cfg: Config) -> dict[str, Any]:
     trainer = {
         k: v for k, v in trainer_kwargs(cfg).items() if k not in ("enable_checkpointing", "use_distributed_sampler")
     }
+    if cfg.eval.benchmarks:
+        e = plain["eval"]
+        settings = {k: e[k] for k in ("samples", "temperature", "top_p", "max_new_tokens", "batch_size", "scorers")}
+        args = {k: e[k] for k in ("benchmarks", "every_n_steps", "data_root", "paths", "limit", "prompt")}
+        evaluation = {
+            "class_path": "medzero_pl.callbacks.evaluation.Evaluation",
+            "init_args": args | {"settings": settings},
+        }
+        trainer["callbacks"] = [evaluation]
     return {
         "seed_everything": cfg.seed,
         "trainer": trainer,
