@@ -18,7 +18,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-METRIC_ORDER = ("accuracy", "format_rate", "macro_f1", "top5")
+METRIC_ORDER = ("accuracy", "format_rate", "macro_f1", "top1", "top5")
+COUNTS = ("scored", "malformed", "errors", "unscored")
+"""Metrics that are counts, printed as numbers rather than percentages."""
 
 
 def _metrics(rows: dict[str, dict[str, Any]]) -> list[tuple[str, str]]:
@@ -52,14 +54,20 @@ def markdown_table(rows: dict[str, dict[str, Any]]) -> str:
     benchmarks = list(dict.fromkeys(name for results in rows.values() for name in results))
     parts = [f"Sampling: {_sampling(rows)}. Cells: percent (n = questions).", ""]
     for scorer, metric in _metrics(rows):
-        parts += [f"### {metric} ({scorer} scorer)", ""]
+        unit = " (count)" if metric in COUNTS else ""
+        parts += [f"### {metric}{unit} ({scorer} scorer)", ""]
         parts.append("| model | " + " | ".join(benchmarks) + " |")
         parts.append("|---|" + "---|" * len(benchmarks))
         for row, results in rows.items():
             cells = []
             for name in benchmarks:
                 value = results.get(name, {}).get("scorers", {}).get(scorer, {}).get(metric)
-                cells.append("-" if value is None else f"{100 * value:.1f} (n={results[name]['items']})")
+                if value is None:
+                    cells.append("-")
+                elif metric in COUNTS:
+                    cells.append(f"{value:.0f}")
+                else:
+                    cells.append(f"{100 * value:.1f} (n={results[name]['items']})")
             parts.append(f"| {row} | " + " | ".join(cells) + " |")
         parts.append("")
     lengths = ["| model | " + " | ".join(benchmarks) + " |", "|---|" + "---|" * len(benchmarks)]
