@@ -130,6 +130,16 @@ def cli_config(cfg: Config) -> dict[str, Any]:
     }
 
 
+def write_plots(run_dir: Path) -> None:
+    """Training-progress PNGs in `<run_dir>/plots` (skipped, with a note, when matplotlib is not installed)."""
+    try:
+        from medzero_pl.eval.plots import plot_run
+
+        log.info("plots: %s", ", ".join(p.name for p in plot_run(run_dir)))
+    except ImportError:
+        log.info("matplotlib is not installed: no plots (python scripts/plot_run.py %s after installing it)", run_dir)
+
+
 def resolve_resume(cfg: Config) -> str | None:
     if cfg.resume in (None, ""):
         return None
@@ -178,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         return 128 + checkpoint.received
     if datamodule.val_items and not cfg.trainer.val_check_interval:
         trainer.validate(module, datamodule=datamodule)
+    write_plots(run_dir)
     log.info("done: checkpoint %s, metrics %s", checkpoint.path, Path(trainer.logger.log_dir) / "metrics.csv")
     return 0
 

@@ -47,6 +47,9 @@ def test_the_lightning_cli_logs_statistics_and_samples_too(toy, tmp_path):
     assert rows and "advantage" in rows[0] and "reward/letter_share" in rows[0]
     header = (tmp_path / "csv" / "version_0" / "metrics.csv").read_text().splitlines()[0].split(",")
     assert {"completions/mean_length", "completions/p95_length", "completions/think_ratio"} <= set(header)
+    assert {"reward.png", "completion_length.png", "format.png", "language_mixing.png"} <= {
+        p.name for p in (tmp_path / "plots").iterdir()
+    }  # fit writes the training-progress figures at the end
 
     cli_dir = tmp_path / "cli"
     config = tmp_path / "cli_config.yaml"
