@@ -7,13 +7,13 @@ Two scorers run side by side and every number is labelled with its scorer:
     their default settings): the answer must be inside ``<answer>...</answer>``. One grader for reward and eval.
 ``lenient``
     What a model that ignores the tags gets under the HuatuoGPT-o1 evaluation protocol (``evaluation/eval.py``
-    ``match_choice``): first everything ``strict`` accepts (plus the reward's ``answer_is`` / ``boxed`` /
-    ``letter`` / ``option_text`` fallbacks), then, on the text after ``## Final Response`` or the last
-    ``</think>``: the last "answer is X"; else the last lone option letter (an article "A " is not a letter);
-    else the option whose text occurs last. Departures from HuatuoGPT-o1: its final stage (the option most
-    similar to the whole text, which always answers) is left out, so ``format_rate`` still means something, and
-    the *last* match is scored, where HuatuoGPT-o1 reports the better of first-match and last-match accuracy over
-    the whole benchmark (an optimistic choice made after seeing the gold answers).
+    ``match_choice``), and never less than ``strict``: the tagged answer first; else, on the final part of the
+    text (after ``## Final Response``, else after the last ``</think>``), the reward's ``answer_is`` / ``boxed`` /
+    ``letter`` / ``option_text`` fallbacks; else HuatuoGPT-o1's stages: the last "answer is X", the last lone
+    option letter (an article "A " is not a letter), the option whose text occurs last. Departures from
+    HuatuoGPT-o1: its final stage (the option most similar to the whole text, which always answers) is left out,
+    so ``format_rate`` still means something, and the *last* match is scored, where HuatuoGPT-o1 reports the better
+    of first-match and last-match accuracy over the whole benchmark (a choice made after seeing the gold answers).
 
 For diagnosis cases both use :func:`~medzero_pl.rewards.diagnosis.diagnosis_match` (the offline fuzzy matcher)
 on the top-1 name; ``extra["top5"]`` scores the best of the first five listed names (RareArena's top-5).
