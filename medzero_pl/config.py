@@ -174,6 +174,8 @@ class EvalConfig:
     """A conf/prompt template forced on every benchmark; None: each benchmark's own."""
     batch_size: int = 8
     """Questions per generate call."""
+    max_prompt_length: int = 4096
+    """Longer evaluation prompts keep their last tokens (PubMedQA abstracts are long)."""
 
 
 def eval_problems(e: EvalConfig) -> list[str]:
@@ -198,7 +200,13 @@ def eval_settings(e: EvalConfig):
     from medzero_pl.eval.runner import EvalSettings
 
     return EvalSettings(
-        e.samples, e.temperature, e.top_p, e.max_new_tokens, batch_size=e.batch_size, scorers=tuple(e.scorers)
+        e.samples,
+        e.temperature,
+        e.top_p,
+        e.max_new_tokens,
+        e.max_prompt_length,
+        batch_size=e.batch_size,
+        scorers=tuple(e.scorers),
     )
 
 

@@ -115,7 +115,10 @@ def cli_config(cfg: Config) -> dict[str, Any]:
     }
     if cfg.eval.benchmarks:
         e = plain["eval"]
-        settings = {k: e[k] for k in ("samples", "temperature", "top_p", "max_new_tokens", "batch_size", "scorers")}
+        settings = {
+            k: e[k]
+            for k in ("samples", "temperature", "top_p", "max_new_tokens", "max_prompt_length", "batch_size", "scorers")
+        }
         args = {k: e[k] for k in ("benchmarks", "every_n_steps", "data_root", "paths", "limit", "prompt")}
         evaluation = {
             "class_path": "medzero_pl.callbacks.evaluation.Evaluation",

@@ -20,6 +20,7 @@ def eval_overrides(toy, run_dir, shared_data, **fields):
         "eval.data_root": shared_data,
         "eval.limit": 3,
         "eval.max_new_tokens": 4,
+        "eval.max_prompt_length": 128,
         "eval.prompt": "r1_zero_base",  # plain text: the tiny model has no chat template
     }
     return toy_overrides(toy, run_dir, **(settings | fields))

@@ -90,7 +90,7 @@ def test_a_tiny_model_on_20_real_questions_of_every_benchmark(toy, shared_data, 
     tokenizer = load_tokenizer(str(toy["model"]))
     engine = HFRolloutEngine(load_causal_lm(str(toy["model"])), tokenizer)
     tasks = build_tasks(list(BENCHMARKS), paths=eval_paths, data_root=shared_data, limit=20)
-    settings = EvalSettings(max_new_tokens=4, max_prompt_length=256, batch_size=10)
+    settings = EvalSettings(max_new_tokens=4, max_prompt_length=128, batch_size=20)
     results = evaluate(engine, tokenizer, tasks, settings)
     expected = {name: 20 for name in BENCHMARKS} | {"gpqa_medical": 2, "rarearena": 16}
     assert {name: r["items"] for name, r in results.items()} == expected

@@ -20,7 +20,8 @@ pytestmark = [
 
 def test_smollm2_on_20_questions_per_benchmark_writes_the_table(tmp_path, shared_data, eval_paths, capsys):
     argv = ["--model", "smollm2-135m-instruct", "--benchmarks", ",".join(BENCHMARKS), "--limit", "20"]
-    argv += ["--data-root", str(shared_data), "--out", str(tmp_path), "--max-new-tokens", "48", "--batch-size", "10"]
+    argv += ["--data-root", str(shared_data), "--out", str(tmp_path), "--max-new-tokens", "32", "--batch-size", "5"]
+    argv += ["--max-prompt-length", "512"]
     argv += [f"--path={name}={path}" for name, path in eval_paths.items()]
     assert evaluate_cli(argv) == 0
     report = (tmp_path / "report.md").read_text()
