@@ -157,6 +157,69 @@ class LoggingConfig:
 
 
 @dataclass
+class EvalConfig:
+    benchmarks: list[str] = field(default_factory=list)
+    """Benchmarks evaluated by the `Evaluation` callback (medzero_pl.eval.benchmarks): medqa, medmcqa, pubmedqa,
+    mmlu_pro_medical, gpqa_medical, medxpertqa, rarearena. Empty: no evaluation callback."""
+    every_n_steps: int = 0
+    """Evaluate after every N-th training step; 0: only on `validate`."""
+    data_root: str | None = None
+    """A folder laid out as ../shared/data; benchmarks without a file there come from the hub (when online)."""
+    paths: dict[str, str] = field(default_factory=dict)
+    """Benchmark name -> its file, overriding `data_root` (GPQA is read only from here)."""
+    limit: int | None = None
+    """At most this many questions per benchmark (a seeded subset), for quick checks."""
+    samples: int = 1
+    """k completions per question; k > 1 (with temperature > 0) adds pass@k and maj@k."""
+    temperature: float = 0.0
+    """0 is greedy decoding."""
+    top_p: float = 1.0
+    """Nucleus sampling when temperature > 0."""
+    max_new_tokens: int | None = None
+    """Generation budget; None: each benchmark's default."""
+    scorers: list[str] = field(default_factory=lambda: ["strict", "lenient"])
+    """strict (the reward's grader) and/or lenient (HuatuoGPT-o1 protocol)."""
+    prompt: str | None = None
+    """A conf/prompt template forced on every benchmark; None: each benchmark's own."""
+    batch_size: int = 8
+    """Questions per generate call."""
+    max_prompt_length: int = 4096
+    """Longer evaluation prompts keep their last tokens (PubMedQA abstracts are long)."""
+
+
+def eval_problems(e: EvalConfig) -> list[str]:
+    """Problems of the `eval` block, for `validate`."""
+    from medzero_pl.eval.benchmarks import BENCHMARKS
+
+    problems = [
+        f"eval.benchmarks: unknown {b!r}; known: {', '.join(BENCHMARKS)}" for b in e.benchmarks if b not in BENCHMARKS
+    ]
+    problems += [f"eval.paths.{b}: not among eval.benchmarks" for b in e.paths if b not in e.benchmarks]
+    if e.every_n_steps < 0 or (e.limit is not None and e.limit < 1):
+        problems.append(f"eval.every_n_steps={e.every_n_steps} / eval.limit={e.limit}: expected >= 0 / >= 1")
+    try:
+        eval_settings(e)
+    except ValueError as err:
+        problems.append(f"eval: {err}")
+    return problems
+
+
+def eval_settings(e: EvalConfig):
+    """The runner's `EvalSettings` from the `eval` block."""
+    from medzero_pl.eval.runner import EvalSettings
+
+    return EvalSettings(
+        e.samples,
+        e.temperature,
+        e.top_p,
+        e.max_new_tokens,
+        e.max_prompt_length,
+        batch_size=e.batch_size,
+        scorers=tuple(e.scorers),
+    )
+
+
+@dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -166,6 +229,7 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     experiment: str | None = None
     """Name of the experiment file in conf/experiment applied on top of the defaults."""
     run_dir: str | None = None
@@ -325,6 +389,7 @@ def validate(cfg: Config) -> None:
                 f"{'start inside' if opened else 'must open'} the think block"
             )
     problems += _lightning_problems(t.lightning)
+    problems += eval_problems(cfg.eval)
     if problems:
         raise ConfigError("invalid configuration: " + "; ".join(problems))
 

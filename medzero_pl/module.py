@@ -9,7 +9,9 @@ log-probs: with mu = 1 the ratio is taken against the detached current log-probs
 the first pass's log-probs (the policy before any update of the batch) serve the later passes.
 
 Public surface used by callbacks: `policy`, `tokenizer`, `engine` (swap it to change how rollouts are made),
-`sampling`, `sync_weights()` and `last_rollouts` (prompts, completions and total rewards of the latest step).
+`sampling` and `sync_weights()`. `training_step` returns the step's results as a plain dict (see `step_outputs`),
+which Lightning hands to `Callback.on_train_batch_end(..., outputs, ...)`: statistics, samples and evaluation
+callbacks read that, not attributes of the module.
 """
 
 from __future__ import annotations
@@ -72,7 +74,6 @@ class GRPOModule(LightningModule):
         self.reference: torch.nn.Module | None = None
         self.engine: RolloutEngine | None = None
         self.batches_trained = 0
-        self.last_rollouts: dict[str, list[Any]] = {}
 
     # ----------------------------------------------------------------------------------------- setup
     def configure_model(self) -> None:
@@ -149,7 +150,7 @@ class GRPOModule(LightningModule):
             sync(self.policy)
 
     # -------------------------------------------------------------------------------------- training
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         g = self.grpo
         G = g.num_generations
         t0 = time.perf_counter()
@@ -175,12 +176,6 @@ class GRPOModule(LightningModule):
             "reward": rewards.mean(),
             "reward_std": per_group_std.mean(),
             "frac_reward_zero_std": zero_std.float().mean(),
-            "completions/mean_length": lengths.mean(),
-            "completions/min_length": lengths.min(),
-            "completions/max_length": lengths.max(),
-            "completions/clipped_ratio": torch.tensor(
-                [r == "length" for r in rollouts.finish_reasons], dtype=torch.float32
-            ).mean(),
             "tokens_per_second": lengths.sum() / max(t_end - t0, 1e-9),  # completion tokens per second of step
             "step_time": torch.tensor(t_end - t0),
             "timing/generate": torch.tensor(t_gen - t0),
@@ -193,10 +188,9 @@ class GRPOModule(LightningModule):
             present = [v for v in values if v is not None]
             if present:
                 metrics[f"rewards/{name}/mean"] = torch.tensor(sum(present) / len(present))
-        on_bar = ("reward", "completions/mean_length")
         for name, value in metrics.items():
-            self.log(name, value.float().cpu(), prog_bar=name in on_bar, batch_size=len(rollouts))
-        self.last_rollouts = {"prompts": prompts, "completions": rollouts.texts, "rewards": scored.total}
+            self.log(name, value.float().cpu(), prog_bar=name == "reward", batch_size=len(rollouts))
+        return step_outputs(batch, G, rollouts, scored, advantages)
 
     def _optimise(self, inputs: dict[str, torch.Tensor], advantages: torch.Tensor) -> dict[str, torch.Tensor]:
         """mu passes of micro-batched forward/backward, one optimizer step per pass.
@@ -345,6 +339,32 @@ class GRPOModule(LightningModule):
         np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
         random.setstate(state["python"])
         self.batches_trained = state["batches_trained"]
+
+
+def step_outputs(
+    batch: dict[str, Any], G: int, rollouts: Rollouts, scored: Any, advantages: torch.Tensor
+) -> dict[str, Any]:
+    """What `training_step` returns: plain lists (no tensors), one entry per completion, prompt-major.
+
+    Keys: `prompts`, `completions`, `completion_ids`, `completion_lengths`, `prompt_lengths`, `finish_reasons`,
+    `truncated`, `rewards` (reward name -> values, None where not applicable), `reward` (weighted totals),
+    `advantages`, `columns` (the gold fields: task, answer, options, ...) and `num_generations`.
+    """
+    columns = {k: repeat_each(v, G) for k, v in batch.items() if k not in ("prompt_ids", "prompts")}
+    return {
+        "prompts": repeat_each(batch["prompts"], G),
+        "completions": list(rollouts.texts),
+        "completion_ids": rollouts.completion_ids,
+        "completion_lengths": [len(c) for c in rollouts.completion_ids],
+        "prompt_lengths": repeat_each([len(p) for p in batch["prompt_ids"]], G),
+        "finish_reasons": list(rollouts.finish_reasons),
+        "truncated": [r == "length" for r in rollouts.finish_reasons],
+        "rewards": {name: list(values) for name, values in scored.per_function.items()},
+        "reward": list(scored.total),
+        "advantages": advantages.tolist(),
+        "columns": columns,
+        "num_generations": G,
+    }
 
 
 def repeat_each(values: list[Any], n: int) -> list[Any]:

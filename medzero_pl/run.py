@@ -24,8 +24,20 @@ from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, Logger
 
 from medzero_pl.callbacks.checkpointing import AtomicCheckpointIO, LastCheckpoint
+from medzero_pl.callbacks.evaluation import Evaluation
+from medzero_pl.callbacks.language import LanguageMixing
 from medzero_pl.callbacks.samples import CompletionSamples
-from medzero_pl.config import MANAGED_TRAINER_ARGS, Config, ConfigError, LoggingConfig, TrainerConfig, to_yaml
+from medzero_pl.callbacks.stats import CompletionStats
+from medzero_pl.config import (
+    MANAGED_TRAINER_ARGS,
+    Config,
+    ConfigError,
+    EvalConfig,
+    LoggingConfig,
+    TrainerConfig,
+    eval_settings,
+    to_yaml,
+)
 from medzero_pl.models import check_context_window
 from medzero_pl.rundir import (
     RunLock,
@@ -48,6 +60,7 @@ class MedZeroTrainer(Trainer):
         run_dir: Checkpoints, logs and the run's config record go here.
         checkpoint_every_n_steps: Interval of the atomic `last.ckpt`.
         logging: W&B mode and project, completions written per step.
+        evaluation: Benchmarks evaluated every N steps and on `validate` (none by default).
         overwrite: Start afresh even if `run_dir` already holds a run's checkpoint.
         resume_allow_changes: Resume even if settings that alter the data stream or objective changed.
         callbacks: Extra callbacks, after the run's own.
@@ -61,6 +74,7 @@ class MedZeroTrainer(Trainer):
         run_dir: str = "runs/default",
         checkpoint_every_n_steps: int = 5,
         logging: LoggingConfig | None = None,
+        evaluation: EvalConfig | None = None,
         enable_progress_bar: bool = True,
         overwrite: bool = False,
         resume_allow_changes: bool = False,
@@ -78,9 +92,11 @@ class MedZeroTrainer(Trainer):
         if max_steps < 1:
             raise ConfigError(f"trainer.max_steps={max_steps}: expected at least 1 (GRPO steps to train)")
         logging = LoggingConfig(**logging) if isinstance(logging, dict) else logging or LoggingConfig()
+        evaluation = EvalConfig(**evaluation) if isinstance(evaluation, dict) else evaluation or EvalConfig()
         self.grpo_steps = max_steps
         self.run_dir = Path(run_dir)
         self.logging_config = logging
+        self.eval_config = evaluation
         self.overwrite = overwrite
         self.resume_allow_changes = resume_allow_changes
         self.settings = {
@@ -89,6 +105,7 @@ class MedZeroTrainer(Trainer):
             "checkpoint_every_n_steps": checkpoint_every_n_steps,
             "enable_progress_bar": enable_progress_bar,
             "logging": dataclasses.asdict(logging),
+            "evaluation": dataclasses.asdict(evaluation),
             **{k: v for k, v in kwargs.items() if k in TRAINER_FIELDS or v != defaults.get(k)},
         }
         self.checkpoint = LastCheckpoint(self.run_dir / "checkpoints", every_n_steps=checkpoint_every_n_steps)
@@ -133,6 +150,8 @@ class MedZeroTrainer(Trainer):
             validate_at_end = datamodule is not None and getattr(datamodule, "val_items", None)
             if validate_at_end and not self.val_check_interval_steps and self.stopped_by_signal is None:
                 self.validate(model, datamodule=datamodule)
+            if self.is_global_zero:
+                write_plots(self.run_dir)
         finally:
             lock.release()
 
@@ -169,10 +188,15 @@ class MedZeroTrainer(Trainer):
 
 def run_callbacks(trainer: MedZeroTrainer, progress_bar: bool) -> list[Callback]:
     """The callbacks every run has, whichever entry point built it."""
-    callbacks: list[Callback] = [trainer.checkpoint, RunRecord()]
+    callbacks: list[Callback] = [trainer.checkpoint, RunRecord(), CompletionStats(), LanguageMixing()]
     per_step = trainer.logging_config.log_completions
     if per_step:
         callbacks.append(CompletionSamples(trainer.run_dir / "completions.jsonl", per_step=per_step))
+    e = trainer.eval_config
+    if e.benchmarks:
+        callbacks.append(
+            Evaluation(e.benchmarks, e.every_n_steps, e.data_root, e.paths, e.limit, eval_settings(e), e.prompt)
+        )
     if progress_bar:
         callbacks.append(StepProgressBar())
     return callbacks
@@ -195,6 +219,13 @@ def run_loggers(run_dir: Path, logging: LoggingConfig) -> list[Logger]:
             WandbLogger(project=logging.project, save_dir=str(run_dir), offline=mode == "offline", name=run_dir.name)
         )
     return result
+
+
+def write_plots(run_dir: Path) -> None:
+    """Training-progress PNGs in `<run_dir>/plots` from the run's CSV logs (`scripts/plot_run.py` does the same)."""
+    from medzero_pl.eval.plots import plot_run
+
+    log.info("plots: %s", ", ".join(str(p) for p in plot_run(run_dir)))
 
 
 class StepProgressBar(TQDMProgressBar):
@@ -234,7 +265,13 @@ def trainer_arguments(cfg: Config) -> dict[str, Any]:
     """`MedZeroTrainer` arguments of a config: what `fit.py` passes and what `cli_config.yaml` holds."""
     settings = dataclasses.asdict(cfg.trainer)
     extra = settings.pop("lightning")
-    return {**settings, **extra, "run_dir": cfg.run_dir, "logging": dataclasses.asdict(cfg.logging)}
+    return {
+        **settings,
+        **extra,
+        "run_dir": cfg.run_dir,
+        "logging": dataclasses.asdict(cfg.logging),
+        "evaluation": dataclasses.asdict(cfg.eval),
+    }
 
 
 def cli_config(cfg: Config) -> dict[str, Any]:
@@ -252,6 +289,7 @@ def config_of(trainer: MedZeroTrainer, module: Any, datamodule: Any) -> Config:
     """The `Config` of a built run, whichever door built it (so both write the same record)."""
     settings = dict(trainer.settings)
     logging_config = LoggingConfig(**settings.pop("logging"))
+    eval_config = EvalConfig(**settings.pop("evaluation"))
     run_dir = settings.pop("run_dir")
     own = {k: settings.pop(k) for k in TRAINER_FIELDS if k in settings}
     settings.pop("check_val_every_n_epoch", None)
@@ -264,6 +302,7 @@ def config_of(trainer: MedZeroTrainer, module: Any, datamodule: Any) -> Config:
         optim=module.optim,
         trainer=TrainerConfig(**own, lightning=settings),
         logging=logging_config,
+        eval=eval_config,
         run_dir=run_dir,
         seed=module.seed,
     )

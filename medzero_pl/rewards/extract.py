@@ -156,3 +156,18 @@ def extract_answer(
         if answer is not None:
             return answer
     return None
+
+
+def think_block(text: str, opened_in_prompt: bool = False) -> str | None:
+    """The content of the completion's first ``<think>...</think>`` block, or ``None`` if it has no complete one.
+
+    With ``opened_in_prompt`` (the prompt ends with ``<think>``) the completion starts inside the block, so its
+    content runs from the start to the first ``</think>``.
+    """
+    start = 0 if opened_in_prompt and not text.lstrip().startswith(THINK_OPEN) else text.find(THINK_OPEN)
+    if start < 0:
+        return None
+    if text.startswith(THINK_OPEN, start):
+        start += len(THINK_OPEN)
+    end = text.find(THINK_CLOSE, start)
+    return None if end < 0 else text[start:end]

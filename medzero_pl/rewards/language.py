@@ -6,7 +6,8 @@ with a handful of compiled character classes: no model download, a few microseco
 the case that matters (Latin vs CJK). It cannot tell English from French (same script); the optional ``lingua``
 backend can (``pip install lingua-language-detector``; imported only when asked for).
 
-``foreign_script_fraction`` and ``text_after_answer`` are also exported for the language-mixing statistics.
+``foreign_script_fraction``, ``script_counts`` and ``dominant_script`` are shared with the language-mixing statistics
+(``medzero_pl.callbacks.language``), so the reward and the statistics detect scripts the same way.
 """
 
 from __future__ import annotations
@@ -88,6 +89,49 @@ def foreign_script_fraction(
     if not letters:
         return 0.0
     return len(_script_letters(scripts).sub("", letters)) / len(letters)
+
+
+def script_counts(text: str) -> dict[str, int]:
+    """Letters per script of :data:`SCRIPTS` (only scripts present), plus ``"other"`` for letters of none of them.
+
+    ``script_counts("Fabry 病")`` is ``{"latin": 5, "han": 1}``.
+    """
+    letters = _NON_LETTERS.sub("", text)
+    counts: dict[str, int] = {}
+    if not letters:
+        return counts
+    if letters.isascii():
+        return {"latin": len(letters)}
+    for name in SCRIPTS:
+        n = len(letters) - len(_script_letters((name,)).sub("", letters))
+        if n:
+            counts[name] = n
+    other = len(_script_letters(tuple(SCRIPTS)).sub("", letters))
+    if other:
+        counts["other"] = other
+    return counts
+
+
+def dominant_script(text: str, allowed: Sequence[str] = ALLOWED_IN_SCIENCE) -> str | None:
+    """The script with the most letters, ignoring ``allowed`` ones (Greek by default); None for text without any.
+
+    Japanese text mixes kana and Han; its dominant script is whichever has more letters, and the language-mixing
+    statistics treat Han and kana as one family (see :data:`LANGUAGES` ``"ja"``) when asked to.
+    """
+    counts = {k: v for k, v in script_counts(text).items() if k not in set(allowed)}
+    return max(counts, key=counts.__getitem__) if counts else None
+
+
+WRITING_SYSTEMS: tuple[tuple[str, ...], ...] = (("han", "hiragana", "katakana"), ("hangul", "han"))
+"""Scripts written together in one language (Japanese, Korean): a switch between them is not a language change."""
+
+
+def script_family(script: str) -> tuple[str, ...]:
+    """The scripts one language writes together with ``script``: ``"hiragana"`` -> Han, hiragana and katakana."""
+    for family in WRITING_SYSTEMS:
+        if script in family:
+            return family
+    return (script,)
 
 
 @lru_cache(maxsize=1)

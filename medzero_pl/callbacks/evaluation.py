@@ -1,0 +1,102 @@
+"""Benchmark evaluation during training (every N steps) and on ``validate``, each benchmark reported separately.
+
+Logs ``eval/<benchmark>/<scorer>/{accuracy,format_rate,...}`` and ``eval/<benchmark>/{mean_length,
+truncated_rate}`` (see :mod:`medzero_pl.eval.runner`). Generation goes through the module's public surface:
+``sync_weights()`` then ``engine`` and ``tokenizer``. On ``validate`` (which runs only when the data module has
+validation data) it also writes the Markdown/JSON report to ``report_dir``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.trainer.states import TrainerFn
+
+from medzero_pl.eval.benchmarks import build_tasks
+from medzero_pl.eval.report import write_report
+from medzero_pl.eval.runner import EvalSettings, Task, evaluate, flat_metrics
+
+log = logging.getLogger(__name__)
+
+
+class Evaluation(Callback):
+    """Evaluate the policy on named benchmarks.
+
+    Args:
+        benchmarks: Names from ``medzero_pl.eval.benchmarks.BENCHMARKS``.
+        every_n_steps: Evaluate after every N-th training step (0: only on ``validate``).
+        data_root: Folder laid out as ``../shared/data``; paths: benchmark -> file, overriding it.
+        limit: At most this many questions per benchmark (a seeded subset), for quick checks.
+        settings: Sampling and scorers (default greedy, strict and lenient).
+        prompt: A template name forced on every benchmark; None uses each benchmark's own.
+        report_dir: Where ``validate`` writes its report; None: ``<default_root_dir>/eval``.
+        tasks: Ready tasks instead of names (tests, custom benchmarks).
+    """
+
+    def __init__(
+        self,
+        benchmarks: list[str] | None = None,
+        every_n_steps: int = 0,
+        data_root: str | None = None,
+        paths: dict[str, str] | None = None,
+        limit: int | None = None,
+        settings: EvalSettings | None = None,
+        prompt: str | None = None,
+        report_dir: str | Path | None = None,
+        tasks: list[Task] | None = None,
+    ) -> None:
+        if every_n_steps < 0:
+            raise ValueError(f"every_n_steps={every_n_steps}: expected >= 0")
+        if not benchmarks and not tasks:
+            raise ValueError("Evaluation needs benchmark names or tasks")
+        self.benchmarks = list(benchmarks or [])
+        self.every_n_steps = every_n_steps
+        self.data_root, self.paths, self.limit, self.prompt = data_root, dict(paths or {}), limit, prompt
+        self.settings = settings or EvalSettings()
+        self.report_dir = Path(report_dir) if report_dir is not None else None
+        self.tasks = tasks
+        self.last_results: dict[str, dict[str, Any]] = {}
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if self.tasks is None:  # read once; a missing file fails before any step runs
+            self.tasks = build_tasks(self.benchmarks, self.paths, self.data_root, self.limit, prompt=self.prompt)
+        if self.report_dir is None:
+            self.report_dir = Path(trainer.default_root_dir) / "eval"
+
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        step = getattr(pl_module, "batches_trained", trainer.global_step)
+        if self.every_n_steps and step % self.every_n_steps == 0:
+            self.run(trainer, pl_module)
+
+    def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.state.fn != TrainerFn.VALIDATING:
+            return  # validation inside fit: the every-N-steps evaluation covers training
+        results = self.run(trainer, pl_module)
+        if trainer.is_global_zero:
+            row = Path(trainer.ckpt_path).name if trainer.ckpt_path else pl_module.model_config.name_or_path
+            md, _ = write_report(
+                {row: results}, self.report_dir, {"settings": vars(self.settings), "checkpoint": trainer.ckpt_path}
+            )
+            print(md.read_text())
+            log.info("evaluation report: %s", md)
+
+    def run(self, trainer: Trainer, pl_module: LightningModule) -> dict[str, dict[str, Any]]:
+        pl_module.sync_weights()
+        results = evaluate(
+            pl_module.engine,
+            pl_module.tokenizer,
+            self.tasks,
+            self.settings,
+            rank=trainer.global_rank,
+            world_size=trainer.world_size,
+            device=pl_module.device,
+        )
+        for name, value in flat_metrics(results).items():
+            pl_module.log(name, value, batch_size=1)
+        self.last_results = results
+        return results

@@ -1,0 +1,183 @@
+"""Evaluate a policy on benchmarks through a ``RolloutEngine``: generate, score with every scorer, aggregate.
+
+The runner knows no model object: it renders prompts with the tokenizer, hands token ids to the engine (the
+in-process Hugging Face engine, vLLM, ...) and scores texts. With several ranks each evaluates every
+``world_size``-th item and the aggregates are ``torchmetrics`` metrics, which sum over ranks when
+``torch.distributed`` is initialised, so every rank reports the same, global numbers.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torchmetrics.aggregation import MeanMetric, SumMetric
+from torchmetrics.classification import MulticlassF1Score
+
+from medzero_pl.data.prompts import PromptTemplate, render_prompt
+from medzero_pl.data.records import Example
+from medzero_pl.eval.benchmarks import Benchmark
+from medzero_pl.eval.metrics import majority, pass_at_k
+from medzero_pl.eval.scorers import SCORERS, gold_key, score
+from medzero_pl.rollout.base import RolloutEngine, SamplingParams
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """How completions are sampled for evaluation."""
+
+    samples: int = 1
+    """k completions per question: 1 with temperature 0 is greedy accuracy; k > 1 adds pass@k and maj@k."""
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_new_tokens: int | None = None
+    """None: each benchmark's default."""
+    max_prompt_length: int = 4096
+    """Longer prompts keep their last tokens."""
+    batch_size: int = 8
+    """Questions per generate call."""
+    seed: int = 0
+    scorers: tuple[str, ...] = ("strict", "lenient")
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.samples < 1:
+            problems.append(f"samples={self.samples}: expected at least 1")
+        if self.temperature == 0 and self.samples > 1:
+            problems.append(f"samples={self.samples} with temperature 0: greedy samples are identical; set temperature")
+        if self.temperature < 0 or self.batch_size < 1:
+            problems.append("temperature must be >= 0 and batch_size >= 1")
+        unknown = [s for s in self.scorers if s not in SCORERS]
+        if unknown:
+            problems.append(f"unknown scorer(s) {unknown}; known: {sorted(SCORERS)}")
+        if problems:
+            raise ValueError("invalid evaluation settings: " + "; ".join(problems))
+
+
+@dataclass
+class Task:
+    """One benchmark ready to run: its definition, items and prompt template."""
+
+    benchmark: Benchmark
+    items: list[Example]
+    template: PromptTemplate
+    prompt_name: str = ""
+
+
+def _mean(device: torch.device) -> MeanMetric:
+    return MeanMetric().to(device)
+
+
+def evaluate_benchmark(
+    engine: RolloutEngine,
+    tokenizer: Any,
+    task: Task,
+    settings: EvalSettings,
+    rank: int = 0,
+    world_size: int = 1,
+    device: torch.device | str = "cpu",
+) -> dict[str, Any]:
+    """Scores of one benchmark: a dict with the sampling settings, sample counts and per-scorer metrics, plus
+    ``records`` (this rank's per-item completions and grades, for a predictions file)."""
+    bench, k = task.benchmark, settings.samples
+    max_new = settings.max_new_tokens or bench.max_new_tokens
+    sampling = SamplingParams(max_new, settings.temperature, settings.top_p, 0, seed=settings.seed)
+    items = task.items[rank::world_size]
+    device = torch.device(device)
+    length, truncated, count = _mean(device), _mean(device), SumMetric().to(device)
+    per_scorer = {s: {"accuracy": _mean(device), "format_rate": _mean(device)} for s in settings.scorers}
+    if k > 1:
+        for metrics in per_scorer.values():
+            metrics[f"pass@{k}"], metrics[f"maj@{k}"] = _mean(device), _mean(device)
+    if bench.task == "diagnosis":
+        for metrics in per_scorer.values():
+            metrics["top5"] = _mean(device)
+    f1 = {
+        s: MulticlassF1Score(len(bench.labels) + 1, average=None).to(device) for s in settings.scorers if bench.labels
+    }
+    records = []
+    start = time.perf_counter()
+    for first in range(0, len(items), settings.batch_size):
+        batch = items[first : first + settings.batch_size]
+        prompts = [render_prompt(ex, task.template, tokenizer) for ex in batch]
+        ids = [tokenizer(p, add_special_tokens=False)["input_ids"][-settings.max_prompt_length :] for p in prompts]
+        rollouts = engine.generate(ids, k, sampling)
+        for i, example in enumerate(batch):
+            rows = range(i * k, (i + 1) * k)
+            texts = [rollouts.texts[r] for r in rows]
+            length.update(torch.tensor([float(len(rollouts.completion_ids[r])) for r in rows]))
+            truncated.update(torch.tensor([float(rollouts.finish_reasons[r] == "length") for r in rows]))
+            count.update(torch.tensor(1.0))
+            record = {"id": example.id, "gold": gold_key(example), "completions": texts, "scores": {}}
+            for name, metrics in per_scorer.items():
+                grades = [score(name, text, example) for text in texts]
+                correct = [g.correct for g in grades]
+                metrics["accuracy"].update(torch.tensor(sum(correct) / k))
+                metrics["format_rate"].update(torch.tensor(sum(g.answered for g in grades) / k))
+                if k > 1:
+                    metrics[f"pass@{k}"].update(torch.tensor(pass_at_k(k, sum(c >= 1.0 for c in correct), k)))
+                    vote = majority([g.prediction for g in grades])
+                    metrics[f"maj@{k}"].update(torch.tensor(float(vote is not None and vote == gold_key(example))))
+                if "top5" in metrics:
+                    metrics["top5"].update(torch.tensor(sum(g.extra["top5"] for g in grades) / k))
+                if bench.labels:
+                    vote = majority([g.prediction for g in grades])
+                    predicted = bench.labels.index(vote) if vote in bench.labels else len(bench.labels)
+                    f1[name].update(torch.tensor([predicted]), torch.tensor([bench.labels.index(example.answer)]))
+                record["scores"][name] = [asdict(g) for g in grades]
+            records.append(record)
+    result: dict[str, Any] = {
+        "benchmark": bench.name,
+        "split": bench.split,
+        "task": bench.task,
+        "items": int(count.compute().item()),
+        "samples_per_item": k,
+        "sampling": {"temperature": settings.temperature, "top_p": settings.top_p, "max_new_tokens": max_new},
+        "prompt": task.prompt_name,
+        "mean_length": float(length.compute().item()),
+        "truncated_rate": float(truncated.compute().item()),
+        "seconds": round(time.perf_counter() - start, 2),
+        "scorers": {},
+        "records": records,
+    }
+    for name, metrics in per_scorer.items():
+        values = {metric: float(m.compute().item()) for metric, m in metrics.items()}
+        if bench.labels:
+            values["macro_f1"] = float(f1[name].compute()[: len(bench.labels)].mean().item())
+        result["scorers"][name] = values
+    return result
+
+
+def evaluate(
+    engine: RolloutEngine,
+    tokenizer: Any,
+    tasks: Sequence[Task],
+    settings: EvalSettings,
+    rank: int = 0,
+    world_size: int = 1,
+    device: torch.device | str = "cpu",
+) -> dict[str, dict[str, Any]]:
+    """:func:`evaluate_benchmark` for each task, keyed by benchmark name."""
+    results = {}
+    for task in tasks:
+        results[task.benchmark.name] = evaluate_benchmark(engine, tokenizer, task, settings, rank, world_size, device)
+        log.info("eval %s: %s", task.benchmark.name, flat_metrics({task.benchmark.name: results[task.benchmark.name]}))
+    return results
+
+
+def flat_metrics(results: dict[str, dict[str, Any]], prefix: str = "eval") -> dict[str, float]:
+    """``eval/<benchmark>/<scorer>/<metric>`` plus ``eval/<benchmark>/{mean_length,truncated_rate}``."""
+    flat = {}
+    for name, result in results.items():
+        flat[f"{prefix}/{name}/mean_length"] = result["mean_length"]
+        flat[f"{prefix}/{name}/truncated_rate"] = result["truncated_rate"]
+        for scorer, values in result["scorers"].items():
+            for metric, value in values.items():
+                flat[f"{prefix}/{name}/{scorer}/{metric}"] = value
+    return flat

@@ -1,0 +1,63 @@
+"""The Evaluation callback during training (every N steps) and on validate (both entry points), with its report."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from medzero_pl.__main__ import main as cli
+from medzero_pl.config import ConfigError, compose
+from medzero_pl.fit import build
+from medzero_pl.fit import main as fit
+from tests.toy_task import toy_overrides
+
+
+def eval_overrides(toy, run_dir, shared_data, **fields):
+    settings = {
+        "eval.benchmarks": "[medqa,pubmedqa]",
+        "eval.data_root": shared_data,
+        "eval.limit": 3,
+        "eval.max_new_tokens": 4,
+        "eval.max_prompt_length": 128,
+        "eval.prompt": "r1_zero_base",  # plain text: the tiny model has no chat template
+    }
+    return toy_overrides(toy, run_dir, **(settings | fields))
+
+
+def test_evaluation_every_n_steps_logs_each_benchmark_and_scorer(toy, tmp_path, shared_data):
+    cfg = compose(eval_overrides(toy, tmp_path, shared_data, **{"trainer.max_steps": 2, "eval.every_n_steps": 2}))
+    trainer, module, datamodule = build(cfg)
+    trainer.fit(module, datamodule=datamodule)
+    metrics = trainer.callback_metrics
+    for name in ("medqa", "pubmedqa"):
+        for scorer in ("strict", "lenient"):
+            assert 0 <= metrics[f"eval/{name}/{scorer}/accuracy"] <= 1
+            assert f"eval/{name}/{scorer}/format_rate" in metrics
+        assert 0 < metrics[f"eval/{name}/mean_length"] <= 4
+    assert "eval/pubmedqa/strict/macro_f1" in metrics
+    rows = (tmp_path / "csv" / "version_0" / "metrics.csv").read_text().splitlines()
+    column = rows[0].split(",").index("eval/medqa/strict/accuracy")
+    assert [r.split(",")[column] != "" for r in rows[1:]].count(True) == 1  # step 2 only
+
+
+def test_validate_through_the_lightning_cli_writes_the_report(toy, tmp_path, shared_data):
+    overrides = eval_overrides(toy, tmp_path, shared_data, **{"trainer.max_steps": 1, "data.val_fraction": 0.25})
+    assert fit(overrides) == 0
+    config = yaml.safe_load((tmp_path / "cli_config.yaml").read_text())
+    assert config["trainer"]["evaluation"]["benchmarks"] == ["medqa", "pubmedqa"]
+    ckpt = tmp_path / "checkpoints" / "last.ckpt"
+    cli(["validate", "--config", str(tmp_path / "cli_config.yaml"), "--ckpt_path", str(ckpt)])
+    report = (tmp_path / "eval" / "report.md").read_text()
+    assert "| last.ckpt |" in report and "### accuracy (lenient scorer)" in report
+    summary = json.loads((tmp_path / "eval" / "report.json").read_text())
+    result = summary["rows"]["last.ckpt"]["medqa"]
+    assert result["items"] == 3 and result["sampling"]["max_new_tokens"] == 4 and "strict" in result["scorers"]
+
+
+def test_bad_eval_settings_fail_at_config_time(toy, tmp_path):
+    with pytest.raises(ConfigError, match="unknown 'medqb'"):
+        compose(toy_overrides(toy, tmp_path, **{"eval.benchmarks": "[medqb]"}))
+    with pytest.raises(ConfigError, match="greedy samples are identical"):
+        compose(toy_overrides(toy, tmp_path, **{"eval.benchmarks": "[medqa]", "eval.samples": 4}))

@@ -1,0 +1,77 @@
+"""Length and format statistics on hand-built completions."""
+
+from __future__ import annotations
+
+import pytest
+
+from medzero_pl.callbacks.stats import CompletionStats, completion_stats, format_flags
+from tests.callbacks.helpers import step_outputs
+
+GOOD = "<think>The patient has X.</think><answer>B</answer>"
+MIXED = "<think>reasoning</think><answer>B</answer>这是法布里病"
+EMPTY_THINK = "<think>  </think><answer>C</answer>"
+NO_ANSWER = "<think>I am not sure and keep thinking"
+
+
+def test_format_flags_of_each_shape():
+    assert format_flags(GOOD) == {"think": True, "empty_think": False, "answer": True, "after_answer": False}
+    assert format_flags(MIXED)["after_answer"] is True
+    assert format_flags(EMPTY_THINK) == {"think": True, "empty_think": True, "answer": True, "after_answer": False}
+    assert format_flags(NO_ANSWER) == {"think": False, "empty_think": False, "answer": False, "after_answer": False}
+    assert format_flags("<answer>B</answer>\n  ")["after_answer"] is False  # whitespace is not text
+
+
+def test_a_prompt_ending_with_think_opens_the_block():
+    assert format_flags("reasoning</think><answer>A</answer>", prompt="Q\n<think>")["think"] is True
+    assert format_flags("reasoning</think><answer>A</answer>", prompt="Q")["think"] is False
+
+
+def test_completion_stats_by_hand():
+    outputs = step_outputs(
+        [GOOD, MIXED, EMPTY_THINK, NO_ANSWER], lengths=[10, 20, 30, 100], truncated=[False, False, False, True]
+    )
+    stats = completion_stats(outputs)
+    assert stats["completions/mean_length"] == 40
+    assert stats["completions/min_length"] == 10 and stats["completions/max_length"] == 100
+    assert stats["completions/median_length"] == 25
+    assert stats["completions/p95_length"] == pytest.approx(30 + 0.85 * 70)  # numpy's linear interpolation
+    assert stats["completions/mean_terminated_length"] == 20 and stats["completions/max_terminated_length"] == 30
+    assert stats["completions/mean_truncated_length"] == 100
+    assert stats["completions/clipped_ratio"] == 0.25
+    assert stats["prompts/mean_length"] == 10
+    assert stats["completions/think_ratio"] == 0.75
+    assert stats["completions/empty_think_ratio"] == 0.25
+    assert stats["completions/answer_ratio"] == 0.75
+    assert stats["completions/after_answer_ratio"] == 0.25
+
+
+def test_no_truncated_length_when_nothing_was_cut():
+    stats = completion_stats(step_outputs([GOOD, GOOD]))
+    assert "completions/mean_truncated_length" not in stats and stats["completions/clipped_ratio"] == 0
+
+
+def test_warns_once_when_truncation_passes_the_threshold_and_again_after_it_clears():
+    callback = CompletionStats(truncated_warning=0.5)
+    cut = completion_stats(step_outputs([NO_ANSWER] * 3 + [GOOD], truncated=[True, True, True, False]))
+    fine = completion_stats(step_outputs([GOOD] * 4))
+    with pytest.warns(UserWarning, match="75% of completions hit the token budget"):
+        assert len(callback.check(cut, 1)) == 1
+    assert callback.check(cut, 2) == []
+    assert callback.check(fine, 3) == []
+    with pytest.warns(UserWarning):
+        assert len(callback.check(cut, 4)) == 1
+
+
+def test_warns_when_the_think_share_collapses_and_remembers_the_peak_across_resume():
+    callback = CompletionStats(think_collapse=0.2)
+    callback.check(completion_stats(step_outputs([GOOD] * 4)), 1)  # think share 1.0
+    resumed = CompletionStats(think_collapse=0.2)
+    resumed.load_state_dict(callback.state_dict())
+    assert resumed.check(completion_stats(step_outputs([GOOD, "<answer>A</answer>"])), 2) == []  # 0.5 >= 0.2
+    with pytest.warns(UserWarning, match="dropping its reasoning"):
+        assert resumed.check(completion_stats(step_outputs(["<answer>A</answer>"] * 4)), 3)
+
+
+def test_thresholds_are_checked():
+    with pytest.raises(ValueError, match="thresholds"):
+        CompletionStats(truncated_warning=1.5)

@@ -1,0 +1,131 @@
+"""The LLM judge client against a fake OpenAI-compatible server on 127.0.0.1: request shape, caching, timeout and
+retry, malformed replies."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from medzero_pl.data.records import Example
+from medzero_pl.eval.judge import JudgeClient, judge_results, parse_scores
+
+
+class FakeServer:
+    """Answers POST /v1/chat/completions from a script of replies: a content string, ("status", code) or
+    ("sleep", seconds, content). Records every request. Stops itself after `lifetime` seconds at the latest."""
+
+    def __init__(self, script, lifetime: float = 60.0) -> None:
+        self.script, self.requests = list(script), []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                server.requests.append({"path": self.path, "body": body, "type": self.headers["Content-Type"]})
+                step = server.script.pop(0) if server.script else "[]"
+                if isinstance(step, tuple) and step[0] == "status":
+                    self.send_response(step[1])
+                    self.end_headers()
+                    return
+                if isinstance(step, tuple) and step[0] == "sleep":
+                    time.sleep(step[1])
+                    step = step[2]
+                reply = json.dumps({"choices": [{"message": {"role": "assistant", "content": step}}]}).encode()
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(reply)))
+                    self.end_headers()
+                    self.wfile.write(reply)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client timed out and left
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.timer = threading.Timer(lifetime, self.httpd.shutdown)
+
+    def __enter__(self) -> FakeServer:
+        self.thread.start()
+        self.timer.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.timer.cancel()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=5)
+
+
+def client(url, tmp_path, **kwargs) -> JudgeClient:
+    settings = {"cache_dir": tmp_path / "cache", "timeout": 2.0, "retries": 2, "backoff": 0.01} | kwargs
+    return JudgeClient(url, "judge-model", **settings)
+
+
+def test_request_shape_and_parsed_scores(tmp_path):
+    with FakeServer(["Scores: [0, 2]"]) as server:
+        verdict = client(server.url, tmp_path).judge(["Fabry disease"], ["Gaucher disease", "Anderson-Fabry disease"])
+    assert verdict.scores == (0, 2) and verdict.status == "ok"
+    (request,) = server.requests
+    assert request["path"] == "/v1/chat/completions" and request["type"] == "application/json"
+    body = request["body"]
+    assert body["model"] == "judge-model" and body["temperature"] == 0
+    assert [m["role"] for m in body["messages"]] == ["system", "user"]
+    assert "2 if it is the same disease or a synonym" in body["messages"][0]["content"]
+    assert body["messages"][1]["content"].endswith("1. Gaucher disease\n2. Anderson-Fabry disease")
+
+
+def test_replies_are_cached_on_disk(tmp_path):
+    with FakeServer(["[2]", "[0]"]) as server:
+        first = client(server.url, tmp_path).judge(["Fabry disease"], ["Fabry disease"])
+        second = client(server.url, tmp_path).judge(["Fabry disease"], ["Fabry disease"])  # a new client, same cache
+    assert first.scores == second.scores == (2,) and second.cached and len(server.requests) == 1
+
+
+def test_timeout_and_server_errors_are_retried(tmp_path):
+    with FakeServer([("sleep", 1.0, "[1]"), ("status", 503), "[1]"]) as server:
+        judge = client(server.url, tmp_path, timeout=0.3)
+        assert judge.judge(["Fabry disease"], ["lysosomal storage disease"]).scores == (1,)
+    assert judge.requests_sent == 3
+
+
+def test_giving_up_leaves_the_case_unscored(tmp_path):
+    with FakeServer([("status", 500)] * 3) as server:
+        verdict = client(server.url, tmp_path, retries=1).judge(["Fabry disease"], ["x"])
+    assert verdict.scores is None and verdict.status == "error" and len(server.requests) == 2
+
+
+def test_a_client_error_is_not_retried(tmp_path):
+    with FakeServer([("status", 400)]) as server:
+        assert client(server.url, tmp_path).judge(["Fabry disease"], ["x"]).status == "error"
+    assert len(server.requests) == 1
+
+
+@pytest.mark.parametrize("content", ["two", "[2, 0]", "[3]", "[true]", '["2"]', ""])
+def test_malformed_replies_parse_to_none(content):
+    assert parse_scores(content, 1) is None
+
+
+def test_judged_benchmark_counts_malformed_as_unscored_not_wrong(tmp_path):
+    items = [Example(id=f"c{i}", source="rarearena", question="case", diagnoses=("Fabry disease",)) for i in range(4)]
+    records = [
+        {"id": "c0", "completions": ["<answer>Fabry disease</answer>"]},
+        {"id": "c1", "completions": ["<answer>1. Gaucher disease\n2. Fabry disease</answer>"]},
+        {"id": "c2", "completions": ["<answer>Pompe disease</answer>"]},
+        {"id": "c3", "completions": ["no answer at all"]},
+    ]
+    result = {"records": records, "scorers": {}}
+    with FakeServer(["[2]", "[0, 2]", "I cannot grade this"]) as server:
+        summary = judge_results(result, items, client(server.url, tmp_path))
+    assert len(server.requests) == 3  # no request for a completion without an answer
+    # scored: c0 [2], c1 [0, 2], c3 () -> top1 1/3, top5 2/3; c2 malformed
+    assert summary["top1"] == pytest.approx(1 / 3) and summary["top5"] == pytest.approx(2 / 3)
+    assert summary["malformed"] == 1 and summary["unscored"] == 1 and summary["scored"] == 3
+    assert records[2]["judge"] == {"scores": None, "status": "malformed"}

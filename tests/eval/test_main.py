@@ -1,0 +1,43 @@
+"""`python -m medzero_pl.eval`: a base model and its trained checkpoint side by side in one report."""
+
+from __future__ import annotations
+
+import json
+
+from medzero_pl.eval.__main__ import main as evaluate_cli
+from medzero_pl.fit import main as fit
+from tests.toy_task import toy_overrides
+
+
+def test_base_model_and_checkpoint_in_one_table(toy, tmp_path, shared_data, eval_paths, capsys):
+    assert fit(toy_overrides(toy, tmp_path / "run", **{"trainer.max_steps": 1, "optim.lr": 0.5})) == 0
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    out = tmp_path / "eval"
+    argv = ["--model", str(toy["model"]), "--ckpt", str(ckpt), "--benchmarks", "medqa,rarearena"]
+    argv += ["--data-root", str(shared_data), "--path", f"rarearena={eval_paths['rarearena']}", "--limit", "3"]
+    argv += ["--max-new-tokens", "6", "--max-prompt-length", "128", "--out", str(out)]
+    assert evaluate_cli(argv) == 0
+    printed = capsys.readouterr().out
+    report = (out / "report.md").read_text()
+    assert report.strip() in printed
+    lines = [line for line in report.splitlines() if line.startswith("| ")]
+    assert lines[0] == "| model | medqa | rarearena |"
+    assert any(line.startswith(f"| {toy['model']} |") for line in lines)
+    assert any(line.startswith(f"| {ckpt} ({toy['model']}) |") for line in lines)
+    summary = json.loads((out / "report.json").read_text())
+    assert len(summary["rows"]) == 2 and summary["settings"]["max_new_tokens"] == 6
+
+    assert (out / "predictions").is_dir() and len(list((out / "predictions").rglob("*.jsonl"))) == 4
+    completions = [
+        [json.loads(line)["completions"] for line in path.read_text().splitlines()]
+        for path in sorted((out / "predictions").glob("*/medqa.jsonl"))
+    ]
+    assert completions[0] != completions[1]  # the checkpoint's weights were loaded (lr 0.5 changed the policy)
+
+
+def test_missing_benchmark_files_are_reported_before_any_model_loads(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    argv = ["--model", "nonexistent-model", "--benchmarks", "medqa,gpqa_medical", "--data-root", str(tmp_path)]
+    assert evaluate_cli(argv) == 2
+    err = capsys.readouterr().err
+    assert "medqa" in err and "gpqa_medical" in err

@@ -1,0 +1,61 @@
+"""Training-progress PNGs from a run's CSV logs (resumed runs read as one)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from medzero_pl.eval.plots import plot_run, read_metrics
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def write_csv(path: Path, header: list[str], rows: list[list[object]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [",".join(header)] + [",".join("" if v is None else str(v) for v in row) for row in rows]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def fake_run(root: Path) -> Path:
+    header = ["epoch", "step", "reward", "completions/mean_length", "completions/clipped_ratio", "language/mixed_ratio"]
+    write_csv(
+        root / "csv" / "version_0" / "metrics.csv", header, [[0, 0, 0.1, 50, 0.0, 0.0], [0, 1, 0.2, 60, 0.1, 0.0]]
+    )
+    header2 = ["epoch", "step", "reward", "eval/medqa/strict/accuracy", "completions/think_ratio"]
+    write_csv(root / "csv" / "version_1" / "metrics.csv", header2, [[0, 2, 0.3, None, 0.9], [0, 2, None, 0.25, None]])
+    return root
+
+
+def test_metrics_of_all_sessions_are_merged_by_step(tmp_path):
+    metrics = read_metrics(fake_run(tmp_path))
+    assert metrics["reward"] == [(0.0, 0.1), (1.0, 0.2), (2.0, 0.3)]
+    assert metrics["eval/medqa/strict/accuracy"] == [(2.0, 0.25)]
+
+
+def test_one_png_per_figure_with_data(tmp_path):
+    written = plot_run(fake_run(tmp_path))
+    stems = sorted(p.stem for p in written)
+    assert stems == ["completion_length", "eval_accuracy", "format", "language_mixing", "reward", "truncated"]
+    assert all(p.parent == tmp_path / "plots" and p.read_bytes()[:4] == b"\x89PNG" for p in written)
+
+
+def test_the_script(tmp_path):
+    run = fake_run(tmp_path / "run")
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "plot_run.py"), str(run), str(tmp_path / "png")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "png" / "reward.png").is_file()
+    empty = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "plot_run.py"), str(tmp_path / "nothing")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert empty.returncode == 1 and "no metrics" in empty.stderr

@@ -1,0 +1,103 @@
+"""The evaluation runner: aggregates on scripted completions, and a tiny model on 20 real questions per benchmark."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from medzero_pl.data.records import Example
+from medzero_pl.eval.benchmarks import BENCHMARKS, build_tasks, prompt_template
+from medzero_pl.eval.runner import EvalSettings, Task, evaluate, flat_metrics
+from medzero_pl.rollout.base import Rollouts
+from tests.tiny import tiny_tokenizer
+
+
+class ScriptedEngine:
+    """Returns the given completion texts in order, k per prompt; records the sampling it was asked for."""
+
+    def __init__(self, texts: list[str]) -> None:
+        self.texts = list(texts)
+        self.calls = []
+
+    def generate(self, prompt_ids, n, sampling):
+        self.calls.append((len(prompt_ids), n, sampling))
+        texts = [self.texts.pop(0) for _ in range(len(prompt_ids) * n)]
+        reasons = ["length" if t.endswith("...") else "stop" for t in texts]
+        return Rollouts([[5] * (i + 1) for i in range(len(texts))], texts, reasons)
+
+
+def mcq(i: int, answer: str) -> Example:
+    return Example(id=f"q{i}", source="t", question=f"w{i}", options={"A": "w3", "B": "w4", "C": "w5"}, answer=answer)
+
+
+def pubmed_task(items):
+    template = prompt_template("r1_zero_base")
+    return Task(BENCHMARKS["pubmedqa"], items, template, "r1_zero_base")
+
+
+def test_sampled_evaluation_by_hand():
+    items = [mcq(0, "A"), mcq(1, "B")]
+    texts = [
+        # item 0 (gold A): correct, correct, wrong, no tags (lenient finds "A")
+        "<answer>A</answer>",
+        "<answer>A</answer>",
+        "<answer>B</answer>",
+        "The answer is A...",
+        # item 1 (gold B): one correct, three unanswered by strict
+        "<answer>B</answer>",
+        "no idea",
+        "no idea",
+        "no idea...",
+    ]
+    engine = ScriptedEngine(texts)
+    settings = EvalSettings(samples=4, temperature=1.0, max_new_tokens=7, batch_size=2)
+    result = evaluate(engine, tiny_tokenizer(), [pubmed_task(items)], settings)["pubmedqa"]
+    assert engine.calls[0][:2] == (2, 4) and engine.calls[0][2].max_new_tokens == 7
+    strict, lenient = result["scorers"]["strict"], result["scorers"]["lenient"]
+    assert strict["accuracy"] == pytest.approx((2 / 4 + 1 / 4) / 2)  # mean@4
+    assert strict["format_rate"] == pytest.approx((3 / 4 + 1 / 4) / 2)
+    assert strict["pass@4"] == 1.0  # both items have a correct sample
+    assert strict["maj@4"] == 1.0  # item 0: A (2) vs B (1); item 1: B is the only vote
+    assert lenient["accuracy"] == pytest.approx((3 / 4 + 1 / 4) / 2)
+    assert result["items"] == 2 and result["samples_per_item"] == 4
+    assert result["mean_length"] == pytest.approx(sum(range(1, 9)) / 8)  # the engine's ids grow 1..8
+    assert result["truncated_rate"] == pytest.approx(2 / 8)
+    # PubMedQA macro-F1 over the majority votes: A->A, B->B; class C absent -> F1 0
+    assert strict["macro_f1"] == pytest.approx((1 + 1 + 0) / 3)
+    flat = flat_metrics({"pubmedqa": result})
+    assert flat["eval/pubmedqa/strict/pass@4"] == 1.0 and "eval/pubmedqa/mean_length" in flat
+
+
+def test_greedy_settings_reject_several_samples():
+    with pytest.raises(ValueError, match="greedy samples are identical"):
+        EvalSettings(samples=4, temperature=0.0)
+    with pytest.raises(ValueError, match="unknown scorer"):
+        EvalSettings(scorers=("strict", "loose"))
+
+
+def test_ranks_split_the_items():
+    items = [mcq(i, "A") for i in range(5)]
+    engine = ScriptedEngine(["<answer>A</answer>"] * 5)
+    result = evaluate(engine, tiny_tokenizer(), [pubmed_task(items)], EvalSettings(), rank=1, world_size=2)
+    assert [r["id"] for r in result["pubmedqa"]["records"]] == ["q1", "q3"]
+
+
+def test_a_tiny_model_on_20_real_questions_of_every_benchmark(toy, shared_data, eval_paths):
+    from medzero_pl.models import load_causal_lm, load_tokenizer
+    from medzero_pl.rollout.hf import HFRolloutEngine
+
+    torch.manual_seed(0)
+    tokenizer = load_tokenizer(str(toy["model"]))
+    engine = HFRolloutEngine(load_causal_lm(str(toy["model"])), tokenizer)
+    tasks = build_tasks(list(BENCHMARKS), paths=eval_paths, data_root=shared_data, limit=20)
+    settings = EvalSettings(max_new_tokens=4, max_prompt_length=128, batch_size=20)
+    results = evaluate(engine, tokenizer, tasks, settings)
+    expected = {name: 20 for name in BENCHMARKS} | {"gpqa_medical": 2, "rarearena": 16}
+    assert {name: r["items"] for name, r in results.items()} == expected
+    for result in results.values():
+        assert set(result["scorers"]) == {"strict", "lenient"}
+        assert 0 < result["mean_length"] <= 4
+        for values in result["scorers"].values():
+            assert 0 <= values["accuracy"] <= 1 and 0 <= values["format_rate"] <= 1
+    assert "macro_f1" in results["pubmedqa"]["scorers"]["strict"]
+    assert "top5" in results["rarearena"]["scorers"]["lenient"]
