@@ -122,7 +122,9 @@ class TrainerConfig:
     devices: Any = 1
     """Devices per node (int or 'auto')."""
     strategy: str = "auto"
-    """auto | ddp | deepspeed_stage_3 (GPU only)."""
+    """auto | ddp | deepspeed_stage3 | deepspeed_stage3_offload (ZeRO-3, CPU or GPU; see medzero_pl.strategies)."""
+    num_nodes: int = 1
+    """Nodes of a multi-node run (each runs `devices` processes; see scripts/torchrun_example.sh)."""
     precision: str = "32-true"
     """Lightning precision: 32-true | bf16-mixed | bf16-true."""
     log_every_n_steps: int = 1
@@ -232,10 +234,10 @@ def validate(cfg: Config) -> None:
             f"grpo.micro_batch_size={g.micro_batch_size} does not divide the generation batch "
             f"data.prompts_per_step x grpo.num_generations = {d.prompts_per_step} x {g.num_generations} = {batch}"
         )
-    if isinstance(cfg.trainer.devices, int) and cfg.trainer.devices > 1 and d.prompts_per_step % cfg.trainer.devices:
+    if isinstance(cfg.trainer.devices, int) and d.prompts_per_step % (cfg.trainer.devices * cfg.trainer.num_nodes):
         problems.append(
-            f"data.prompts_per_step={d.prompts_per_step} must be a multiple of trainer.devices="
-            f"{cfg.trainer.devices} so that every group stays on one rank"
+            f"data.prompts_per_step={d.prompts_per_step} must be a multiple of trainer.devices x trainer.num_nodes="
+            f"{cfg.trainer.devices} x {cfg.trainer.num_nodes} so that every group stays on one rank"
         )
     if g.num_iterations < 1:
         problems.append(f"grpo.num_iterations={g.num_iterations}: expected at least 1")

@@ -26,6 +26,7 @@ from medzero_pl.callbacks.samples import CompletionSamples
 from medzero_pl.config import Config, ConfigError, compose, field_help, to_yaml
 from medzero_pl.data.datamodule import MedZeroDataModule
 from medzero_pl.module import GRPOModule
+from medzero_pl.strategies import checkpoint_exists, resolve_strategy
 
 log = logging.getLogger("medzero_pl")
 
@@ -47,6 +48,7 @@ def trainer_kwargs(cfg: Config) -> dict[str, Any]:
         "max_steps": t.max_steps * cfg.grpo.num_iterations,
         "accelerator": t.accelerator,
         "devices": t.devices,
+        "num_nodes": t.num_nodes,
         "strategy": t.strategy,
         "precision": t.precision,
         "log_every_n_steps": t.log_every_n_steps,
@@ -73,7 +75,11 @@ def build(cfg: Config) -> tuple[Trainer, GRPOModule, MedZeroDataModule, LastChec
         callbacks.append(CompletionSamples(run_dir / "completions.jsonl", per_step=cfg.logging.log_completions))
     if cfg.trainer.enable_progress_bar:
         callbacks.append(StepProgressBar())
-    trainer = Trainer(**trainer_kwargs(cfg), callbacks=callbacks, logger=loggers(cfg), plugins=[AtomicCheckpointIO()])
+    kwargs = trainer_kwargs(cfg)
+    kwargs["strategy"] = resolve_strategy(
+        cfg.trainer.strategy, accelerator=cfg.trainer.accelerator, gradient_clipping=cfg.optim.grad_clip
+    )
+    trainer = Trainer(**kwargs, callbacks=callbacks, logger=loggers(cfg), plugins=[AtomicCheckpointIO()])
     return trainer, module, datamodule, checkpoint
 
 
@@ -121,8 +127,11 @@ def resolve_resume(cfg: Config) -> str | None:
         if found is None:
             log.info("resume=auto: no checkpoint in %s/checkpoints, starting fresh", cfg.run_dir)
         return str(found) if found else None
-    if not Path(cfg.resume).is_file():
-        raise ConfigError(f"resume={cfg.resume}: no such checkpoint file (use resume=auto to pick the latest)")
+    if not checkpoint_exists(cfg.resume):
+        raise ConfigError(
+            f"resume={cfg.resume}: no such checkpoint (a .ckpt file or a DeepSpeed checkpoint directory; "
+            "use resume=auto to pick the latest)"
+        )
     return cfg.resume
 
 

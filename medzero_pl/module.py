@@ -31,6 +31,7 @@ from medzero_pl.models import load_causal_lm, load_tokenizer
 from medzero_pl.rewards import RewardSpec, build_rewards
 from medzero_pl.rollout.base import RolloutEngine, Rollouts, SamplingParams
 from medzero_pl.rollout.hf import HFRolloutEngine
+from medzero_pl.strategies import clip_and_step, prepare_reference
 
 RNG_KEY = "medzero_rng"
 
@@ -97,8 +98,8 @@ class GRPOModule(LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def on_fit_start(self) -> None:
-        if self.reference is not None:
-            self.reference.to(self.device)
+        if self.reference is not None:  # sharded in its own engine under ZeRO-3, else moved to the device
+            object.__setattr__(self, "reference", prepare_reference(self.trainer.strategy, self.reference))
         items = getattr(self.trainer.datamodule, "train_items", None)
         if items:
             self.check_rewards(collate(items[:2]))
@@ -134,7 +135,11 @@ class GRPOModule(LightningModule):
         prompts = columns.pop("prompts")
         scored = self.reward_set(prompts, rollouts.texts, **columns)
         rewards = torch.tensor(scored.total, dtype=torch.float32)
-        advantages, zero_std = group_advantages(rewards, G, g.scale_rewards)
+        # Every rank's rewards, rank-major: scale_rewards=batch takes the std of the global batch.
+        everyone = self.all_gather(rewards.to(self.device)).reshape(-1).cpu()
+        advantages, zero_std = group_advantages(everyone, G, g.scale_rewards)
+        mine = slice(self.global_rank * len(rewards), (self.global_rank + 1) * len(rewards))
+        advantages, zero_std = advantages[mine], zero_std[mine.start // G : mine.stop // G]
         t_score = time.perf_counter()
 
         inputs = self._pack(repeat_each(batch["prompt_ids"], G), rollouts)
@@ -168,7 +173,15 @@ class GRPOModule(LightningModule):
                 metrics[f"rewards/{name}/mean"] = torch.tensor(sum(present) / len(present))
         on_bar = ("reward", "completions/mean_length")
         for name, value in metrics.items():
-            self.log(name, value.float().cpu(), prog_bar=name in on_bar, batch_size=len(rollouts))
+            reduce = "min" if name.endswith("min_length") else "max" if name.endswith("max_length") else "mean"
+            self.log(
+                name,
+                value.float().to(self.device),
+                prog_bar=name in on_bar,
+                batch_size=len(rollouts),
+                sync_dist=True,
+                reduce_fx=reduce,
+            )
         self.last_rollouts = {"prompts": prompts, "completions": rollouts.texts, "rewards": scored.total}
 
     def _optimise(self, inputs: dict[str, torch.Tensor], advantages: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -228,10 +241,8 @@ class GRPOModule(LightningModule):
                 sums["loss"] = sums.get("loss", 0.0) + loss.item() / n_micro
                 for k, v in metrics.items():
                     sums[k] = sums.get(k, 0.0) + v.item() * weight
-            if self.optim.grad_clip > 0:
-                norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.optim.grad_clip)
-                sums["grad_norm"] = sums.get("grad_norm", 0.0) + norm.item()
-            opt.step()
+            norm = clip_and_step(self.trainer.strategy, self.policy, opt, self.optim.grad_clip)
+            sums["grad_norm"] = sums.get("grad_norm", 0.0) + norm.item()
             sched.step()
             old_logp = old_logp if old_logp is not None else torch.cat(first_pass)
         return {k: torch.tensor(v / g.num_iterations) for k, v in sums.items()}
@@ -289,13 +300,13 @@ class GRPOModule(LightningModule):
         prompts = columns.pop("prompts")
         scored = self.reward_set(prompts, rollouts.texts, **columns)
         n = len(rollouts)
-        self.log("val/reward", float(np.mean(scored.total)), batch_size=n, prog_bar=True)
+        self.log("val/reward", float(np.mean(scored.total)), batch_size=n, prog_bar=True, sync_dist=True)
         lengths = [len(c) for c in rollouts.completion_ids]
-        self.log("val/completions/mean_length", float(np.mean(lengths)), batch_size=n)
+        self.log("val/completions/mean_length", float(np.mean(lengths)), batch_size=n, sync_dist=True)
         for name, values in scored.per_function.items():
             present = [v for v in values if v is not None]
             if present:
-                self.log(f"val/rewards/{name}/mean", float(np.mean(present)), batch_size=len(present))
+                self.log(f"val/rewards/{name}/mean", float(np.mean(present)), batch_size=len(present), sync_dist=True)
 
     # ---------------------------------------------------------------------------------- checkpointing
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

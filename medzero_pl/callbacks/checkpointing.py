@@ -17,6 +17,8 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch import Callback, LightningModule, Trainer
 
+from medzero_pl.strategies import checkpoint_exists
+
 log = logging.getLogger(__name__)
 LAST = "last.ckpt"
 
@@ -81,6 +83,10 @@ class LastCheckpoint(Callback):
             self._previous[sig] = signal.signal(sig, self._handle)
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: Any) -> None:
+        # A signal may reach one rank only: every rank learns of it at the same step, so all save that step.
+        if trainer.world_size > 1:
+            received = torch.tensor(self.received or 0, device=pl_module.device)
+            self.received = int(trainer.strategy.reduce(received, reduce_op="max").item()) or None
         if self.received is not None:
             self._save(trainer)
             trainer.should_stop = True
@@ -97,9 +103,13 @@ class LastCheckpoint(Callback):
 
 
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    """The checkpoint a `resume=auto` run continues from: `last.ckpt`, else the newest `*.ckpt`."""
+    """The checkpoint a `resume=auto` run continues from: `last.ckpt`, else the newest `*.ckpt`.
+
+    Either may be a file (one process) or a sharded DeepSpeed directory (`last.ckpt` is then a symlink to it).
+    """
     ckpt_dir = Path(run_dir) / "checkpoints"
-    if (ckpt_dir / LAST).is_file():
+    if checkpoint_exists(ckpt_dir / LAST):
         return ckpt_dir / LAST
-    candidates = sorted(ckpt_dir.glob("*.ckpt"), key=lambda p: p.stat().st_mtime)
+    found = [p for p in ckpt_dir.glob("*.ckpt") if checkpoint_exists(p)]
+    candidates = sorted(found, key=lambda p: p.stat().st_mtime)
     return candidates[-1] if candidates else None

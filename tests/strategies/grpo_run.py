@@ -1,0 +1,83 @@
+"""One rank of a GRPO run for the multi-process tests: `python tests/strategies/grpo_run.py OUT [--scripted] key=value ...`.
+
+Builds the run like `medzero_pl.fit` does, records every step's logged loss, and writes the full policy weights
+(gathered under ZeRO-3) with the final step and the signal received to OUT (rank 0). Exits like `fit`: 128 + the
+signal number after a signal, else 0.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from pathlib import Path
+
+import torch
+from lightning.pytorch import Callback
+
+from medzero_pl.config import compose
+from medzero_pl.fit import build, resolve_resume
+from medzero_pl.rollout.base import Rollouts
+from medzero_pl.strategies import full_named_parameters
+
+
+class ScriptedEngine:
+    """Completions that depend only on (prompt, sample index): the same on one rank or split across two."""
+
+    def __init__(self, tokenizer, max_new_tokens: int) -> None:
+        self.tokenizer = tokenizer
+        self.max_new_tokens = max_new_tokens
+
+    def generate(self, prompt_ids, n, sampling):
+        ids, reasons = [], []
+        vocab = len(self.tokenizer)
+        for prompt in prompt_ids:
+            for j in range(n):
+                digest = hashlib.sha256(f"{prompt}|{j}|{sampling.seed}".encode()).digest()
+                length = 1 + digest[0] % self.max_new_tokens
+                tokens = [3 + b % (vocab - 3) for b in digest[1 : 1 + length]]
+                stop = length < self.max_new_tokens
+                ids.append(tokens[:-1] + [self.tokenizer.eos_token_id] if stop else tokens)
+                reasons.append("stop" if stop else "length")
+        texts = self.tokenizer.batch_decode(ids, skip_special_tokens=True)
+        return Rollouts(completion_ids=ids, texts=texts, finish_reasons=reasons)
+
+
+class Record(Callback):
+    def __init__(self, scripted: bool) -> None:
+        self.scripted = scripted
+        self.losses: list[float] = []
+        self.grad_norms: list[float] = []
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        if self.scripted:
+            pl_module.engine = ScriptedEngine(pl_module.tokenizer, pl_module.grpo.max_completion_length)
+
+    def on_train_batch_end(self, trainer, pl_module, *args) -> None:
+        self.losses.append(trainer.callback_metrics["loss"].item())
+        self.grad_norms.append(trainer.callback_metrics["grad_norm"].item())
+
+
+def main(argv: list[str]) -> int:
+    torch.set_num_threads(1)
+    out, scripted = Path(argv[0]), "--scripted" in argv
+    cfg = compose([a for a in argv[1:] if a != "--scripted"])
+    trainer, module, datamodule, checkpoint = build(cfg)
+    record = Record(scripted)
+    trainer.callbacks.append(record)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resolve_resume(cfg))
+    weights = {name: tensor.clone() for name, tensor in full_named_parameters(module.policy)}
+    if trainer.is_global_zero:
+        result = {
+            "losses": record.losses,
+            "grad_norms": record.grad_norms,
+            "weights": weights,
+            "global_step": trainer.global_step,
+            "received": checkpoint.received,
+            "world_size": trainer.world_size,
+        }
+        torch.save(result, out)
+    return 128 + checkpoint.received if checkpoint.received else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
