@@ -1,8 +1,12 @@
-"""One rank of a GRPO run for the multi-process tests: `python tests/strategies/grpo_run.py OUT [--scripted] key=value ...`.
+"""One rank of a GRPO run for the multi-process tests.
 
-Builds the run like `medzero_pl.fit` does, records every step's logged loss, and writes the full policy weights
-(gathered under ZeRO-3) with the final step and the signal received to OUT (rank 0). Exits like `fit`: 128 + the
-signal number after a signal, else 0.
+`python tests/strategies/grpo_run.py OUT [--scripted] [--max-new-tokens=A,B] key=value ...`
+
+Builds the run like `medzero_pl.fit` does and writes `OUT.rank<N>`: every step's logged loss and grad norm, the
+policy's full weights at the start and at the end (gathered under ZeRO-3), the reference's bytes on this rank,
+the final step and the signal received. Exits like `fit`: 128 + the signal number after a signal, else 0.
+`--scripted` replaces generation with completions that depend only on (prompt, sample); `--max-new-tokens=2,16`
+gives rank r its own completion length, so the ranks stop generating at different times.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from medzero_pl.config import compose
 from medzero_pl.fit import build, resolve_resume
 from medzero_pl.rollout.base import Rollouts
 from medzero_pl.strategies import full_named_parameters
+from medzero_pl.strategies.deepspeed import local_parameter_bytes
 
 
 class ScriptedEngine:
@@ -43,14 +48,22 @@ class ScriptedEngine:
 
 
 class Record(Callback):
-    def __init__(self, scripted: bool) -> None:
+    def __init__(self, scripted: bool, lengths: list[int] | None) -> None:
         self.scripted = scripted
+        self.lengths = lengths
         self.losses: list[float] = []
         self.grad_norms: list[float] = []
+        self.initial: dict[str, torch.Tensor] = {}
+        self.reference_bytes: int | None = None
 
     def on_fit_start(self, trainer, pl_module) -> None:
         if self.scripted:
             pl_module.engine = ScriptedEngine(pl_module.tokenizer, pl_module.grpo.max_completion_length)
+        if self.lengths:
+            pl_module.grpo.max_completion_length = self.lengths[trainer.global_rank]
+        self.initial = {name: t.clone() for name, t in full_named_parameters(pl_module.policy)}
+        if pl_module.reference is not None:
+            self.reference_bytes = local_parameter_bytes(getattr(pl_module.reference, "module", pl_module.reference))
 
     def on_train_batch_end(self, trainer, pl_module, *args) -> None:
         self.losses.append(trainer.callback_metrics["loss"].item())
@@ -59,23 +72,25 @@ class Record(Callback):
 
 def main(argv: list[str]) -> int:
     torch.set_num_threads(1)
-    out, scripted = Path(argv[0]), "--scripted" in argv
-    cfg = compose([a for a in argv[1:] if a != "--scripted"])
+    out, flags = Path(argv[0]), [a for a in argv[1:] if a.startswith("--")]
+    lengths = [int(n) for f in flags if f.startswith("--max-new-tokens=") for n in f.split("=")[1].split(",")]
+    cfg = compose([a for a in argv[1:] if not a.startswith("--")])
     trainer, module, datamodule, checkpoint = build(cfg)
-    record = Record(scripted)
+    record = Record("--scripted" in flags, lengths)
     trainer.callbacks.append(record)
     trainer.fit(module, datamodule=datamodule, ckpt_path=resolve_resume(cfg))
     weights = {name: tensor.clone() for name, tensor in full_named_parameters(module.policy)}
-    if trainer.is_global_zero:
-        result = {
-            "losses": record.losses,
-            "grad_norms": record.grad_norms,
-            "weights": weights,
-            "global_step": trainer.global_step,
-            "received": checkpoint.received,
-            "world_size": trainer.world_size,
-        }
-        torch.save(result, out)
+    result = {
+        "losses": record.losses,
+        "grad_norms": record.grad_norms,
+        "initial": record.initial,
+        "weights": weights,
+        "reference_bytes": record.reference_bytes,
+        "global_step": trainer.global_step,
+        "received": checkpoint.received,
+        "world_size": trainer.world_size,
+    }
+    torch.save(result, f"{out}.rank{trainer.global_rank}")
     return 128 + checkpoint.received if checkpoint.received else 0
 
 
