@@ -40,10 +40,15 @@ class ZeRO3Strategy(DeepSpeedStrategy):
         offload: Keep the optimizer state and the parameters in CPU memory between uses (slower, far less GPU
             memory).
         gradient_clipping: Max global gradient norm; DeepSpeed clips inside its `step` (0 disables).
+        cpu_shm_comm: On CPU, let DeepSpeed use its shared-memory all-reduce. It is a C++ op compiled on first use
+            (1-4 minutes on 2 cores), and a compile killed midway leaves a lock every later start waits on; by
+            default CPU runs use plain gloo instead. No effect on GPUs.
         **kwargs: Passed to Lightning's `DeepSpeedStrategy` (e.g. `config=` a DeepSpeed JSON dict or path).
     """
 
-    def __init__(self, offload: bool = False, gradient_clipping: float = 0.0, **kwargs: Any) -> None:
+    def __init__(
+        self, offload: bool = False, gradient_clipping: float = 0.0, cpu_shm_comm: bool = False, **kwargs: Any
+    ) -> None:
         kwargs.setdefault("stage", 3)
         kwargs.setdefault("offload_optimizer", offload)
         kwargs.setdefault("offload_parameters", offload)
@@ -52,6 +57,7 @@ class ZeRO3Strategy(DeepSpeedStrategy):
         # Needed by every DeepSpeed config parse (zero.Init in from_pretrained too); only used for throughput logs.
         self.config.setdefault("train_micro_batch_size_per_gpu", 1)
         self._hf_config: Any = None  # transformers keeps only a weak reference: we hold the object
+        self.cpu_shm_comm = cpu_shm_comm
 
     @property
     def gradient_clipping(self) -> float:
@@ -68,6 +74,10 @@ class ZeRO3Strategy(DeepSpeedStrategy):
 
         reset_seed()
         self.set_world_ranks()
+        if self.root_device.type == "cpu" and not self.cpu_shm_comm:
+            import deepspeed.ops
+
+            deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False  # DeepSpeed keeps edits to this dict
         self._init_deepspeed_distributed()
         self._register_hf_config()
 

@@ -36,7 +36,7 @@ def overrides(toy, run_dir: Path, world_size: int, **fields) -> list[str]:
     return toy_overrides(toy, run_dir, **settings | fields)
 
 
-def run(toy, run_dir: Path, world_size: int, *flags: str, timeout: float = 300, **fields) -> list[dict]:
+def run(toy, run_dir: Path, world_size: int, *flags: str, timeout: float = 600, **fields) -> list[dict]:
     """Run to the end on `world_size` ranks; every rank's result dict."""
     out = run_dir / "result.pt"
     procs = spawn(
@@ -85,7 +85,7 @@ def test_two_zero3_ranks_train_like_one_plain_process(toy, tmp_path):
 def test_generation_completes_when_ranks_stop_at_different_times(toy, tmp_path):
     # Rank 0 stops after 2 new tokens, rank 1 runs to 24: without synced_gpus rank 1's next forward would wait
     # forever for rank 0's share of the parameters.
-    results = run(toy, tmp_path, 2, "--max-new-tokens=2,24", timeout=240, **{"trainer.max_steps": 2})
+    results = run(toy, tmp_path, 2, "--max-new-tokens=2,24", timeout=480, **{"trainer.max_steps": 2})
     assert all(r["global_step"] == 2 for r in results)
 
 
@@ -108,12 +108,12 @@ def test_sigterm_to_one_rank_makes_both_save_the_same_step(toy, tmp_path):
     fields = {"trainer.max_steps": 10_000, "trainer.checkpoint_every_n_steps": 10_000, "logging.log_completions": 1}
     procs = spawn([SCRIPT, str(out), "--scripted", *overrides(toy, tmp_path, 2, **fields)], 2, tmp_path / "logs")
     samples = tmp_path / "completions.jsonl"  # one line per finished step (written by rank 0)
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + 400
     while not (samples.exists() and len(samples.read_text().splitlines()) >= 2):
         assert time.monotonic() < deadline and all(p.poll() is None for p in procs), tails(tmp_path / "logs")
         time.sleep(0.5)
     procs[1].send_signal(signal.SIGTERM)
-    assert wait_all(procs, tmp_path / "logs", 180) == [128 + signal.SIGTERM] * 2
+    assert wait_all(procs, tmp_path / "logs", 400) == [128 + signal.SIGTERM] * 2
     results = [torch.load(f"{out}.rank{r}", weights_only=False) for r in range(2)]
     assert results[0]["global_step"] == results[1]["global_step"] >= 2
     step = results[0]["global_step"]
@@ -146,7 +146,7 @@ def test_torchrun_two_nodes_on_localhost(toy, tmp_path):
         log = open(logs / f"rank{node}.log", "w")  # noqa: SIM115 - closed with the process
         command = ["bash", "scripts/torchrun_example.sh", *args]
         procs.append(subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log))
-    assert wait_all(procs, logs, 300) == [0, 0], tails(logs)
+    assert wait_all(procs, logs, 600) == [0, 0], tails(logs)
     saved = (tmp_path / "checkpoints" / "last.ckpt").resolve()
     assert saved.name == "last.ckpt-step2"
     ranks = {p.name.split("_")[2] for p in (saved / "checkpoint").glob("zero_pp_rank_*_model_states.pt")}
