@@ -149,7 +149,7 @@ def test_torchrun_two_nodes_on_localhost(toy, tmp_path):
     assert wait_all(procs, logs, 600) == [0, 0], tails(logs)
     saved = (tmp_path / "checkpoints" / "last.ckpt").resolve()
     assert saved.name == "last.ckpt-step2"
-    ranks = {p.name.split("_")[2] for p in (saved / "checkpoint").glob("zero_pp_rank_*_model_states.pt")}
+    ranks = {p.name.split("_")[3] for p in (saved / "checkpoint").glob("zero_pp_rank_*_model_states.pt")}
     assert ranks == {"0", "1"}
     assert "val/reward" in (tmp_path / "csv" / "version_0" / "metrics.csv").read_text()
 
