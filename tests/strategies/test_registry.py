@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import pytest
 import torch
 from lightning.pytorch.strategies import SingleDeviceStrategy
 
@@ -20,6 +21,7 @@ from tests.tiny import tiny_llama
 
 
 def test_zero3_names_become_strategy_objects_and_other_names_pass_through(monkeypatch):
+    pytest.importorskip("deepspeed")
     monkeypatch.delenv("DS_ACCELERATOR", raising=False)
     for name in ("deepspeed_stage3", "deepspeed_stage_3"):
         strategy = resolve_strategy(name, accelerator="cpu", gradient_clipping=0.5)
