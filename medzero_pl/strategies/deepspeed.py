@@ -38,7 +38,7 @@ class ZeRO3Strategy(DeepSpeedStrategy):
 
     Args:
         offload: Keep the optimizer state and the parameters in CPU memory between uses (slower, far less GPU
-            memory).
+            memory). The optimizer step then runs the module's torch AdamW on the CPU.
         gradient_clipping: Max global gradient norm; DeepSpeed clips inside its `step` (0 disables).
         cpu_shm_comm: On CPU, let DeepSpeed use its shared-memory all-reduce. It is a C++ op compiled on first use
             (1-4 minutes on 2 cores), and a compile killed midway leaves a lock every later start waits on; by
@@ -58,6 +58,10 @@ class ZeRO3Strategy(DeepSpeedStrategy):
         self.config.setdefault("train_micro_batch_size_per_gpu", 1)
         self._hf_config: Any = None  # transformers keeps only a weak reference: we hold the object
         self.cpu_shm_comm = cpu_shm_comm
+        if offload:
+            # The module's torch AdamW steps the CPU-held partitions; DeepSpeedCPUAdam would be faster per step but
+            # is a C++ op compiled on first use, and the module does not choose its optimizer by strategy.
+            self.config.setdefault("zero_force_ds_cpu_optimizer", False)
 
     @property
     def gradient_clipping(self) -> float:

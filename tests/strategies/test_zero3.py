@@ -53,19 +53,27 @@ def assert_weights_close(actual: dict, expected: dict, rtol: float = 1e-4) -> No
         torch.testing.assert_close(actual[name], tensor, rtol=rtol, atol=1e-6, msg=name)
 
 
-def test_two_zero3_ranks_train_like_one_plain_process(toy, tmp_path):
-    # Same start, same global batch (4 prompts x 8, split 2 + 2 by rank), completions that depend only on the
-    # prompt; beta > 0 (the sharded reference), mu = 2, batch-std advantages (all-gathered rewards) and active
-    # clipping (grad norms ~0.6 > 0.3) all take part.
-    fields = {
-        "grpo.beta": 0.04,
-        "grpo.num_iterations": 2,
-        "grpo.scale_rewards": "batch",
-        "optim.grad_clip": 0.3,
-        "optim.lr": 1e-3,
-    }
-    plain = run(toy, tmp_path / "plain", 1, "--scripted", **fields)[0]
-    zero3 = run(toy, tmp_path / "zero3", 2, "--scripted", **fields)
+# Same start, same global batch (4 prompts x 8, split 2 + 2 by rank), completions that depend only on the prompt;
+# beta > 0 (the sharded reference), mu = 2, batch-std advantages (all-gathered rewards) and active clipping
+# (grad norms ~0.6 > 0.3) all take part.
+EQUIVALENCE = {
+    "grpo.beta": 0.04,
+    "grpo.num_iterations": 2,
+    "grpo.scale_rewards": "batch",
+    "optim.grad_clip": 0.3,
+    "optim.lr": 1e-3,
+}
+
+
+@pytest.fixture(scope="module")
+def plain_run(toy, tmp_path_factory) -> dict:
+    return run(toy, tmp_path_factory.mktemp("plain"), 1, "--scripted", **EQUIVALENCE)[0]
+
+
+@pytest.mark.parametrize("strategy", ["deepspeed_stage3", "deepspeed_stage3_offload"])
+def test_two_zero3_ranks_train_like_one_plain_process(toy, tmp_path, plain_run, strategy):
+    plain = plain_run
+    zero3 = run(toy, tmp_path, 2, "--scripted", **EQUIVALENCE, **{"trainer.strategy": strategy})
 
     assert len(plain["losses"]) == 3
     torch.testing.assert_close(torch.tensor(zero3[0]["losses"]), torch.tensor(plain["losses"]), rtol=1e-4, atol=1e-6)
