@@ -16,6 +16,9 @@
 #   NCCL_SOCKET_IFNAME / GLOO_SOCKET_IFNAME   the network interface between nodes, if auto-detection picks a wrong one
 # The run directory (run_dir=...) must be on a filesystem all nodes share: rank 0 publishes the sharded checkpoint
 # that every rank writes into, and resume=auto reads it back on every node.
+# Stopping: SIGTERM/SIGINT to any *worker* makes every rank finish its step, save the same step and exit 128+signal.
+# A SIGTERM to torchrun itself is forwarded to the workers, but torchrun kills them 30 s later, so a step plus
+# save longer than that is lost (the last periodic checkpoint remains); on SLURM use scripts/slurm_grpo.sbatch.
 set -euo pipefail
 NNODES=${NNODES:-1}
 NODE_RANK=${NODE_RANK:-0}
