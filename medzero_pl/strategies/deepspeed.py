@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import logging
 import os
 import shutil
 from collections.abc import Iterator
@@ -29,8 +28,6 @@ from typing import Any
 
 import torch
 from lightning.pytorch.strategies import DeepSpeedStrategy
-
-log = logging.getLogger(__name__)
 
 
 class ZeRO3Strategy(DeepSpeedStrategy):
