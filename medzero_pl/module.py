@@ -35,6 +35,7 @@ from medzero_pl.models import load_causal_lm, load_tokenizer
 from medzero_pl.rewards import RewardSpec, build_rewards
 from medzero_pl.rollout.base import RolloutEngine, Rollouts, SamplingParams
 from medzero_pl.rollout.hf import HFRolloutEngine
+from medzero_pl.strategies import clip_and_step, prepare_reference
 
 RNG_KEY = "medzero_rng"
 log = logging.getLogger(__name__)
@@ -109,8 +110,8 @@ class GRPOModule(LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def on_fit_start(self) -> None:
-        if self.reference is not None:
-            self.reference.to(self.device)
+        if self.reference is not None:  # sharded in its own engine under ZeRO-3, else moved to the device
+            object.__setattr__(self, "reference", prepare_reference(self.trainer.strategy, self.reference))
 
     def check_rewards(self, items: list[dict[str, Any]], per_source: int = 8) -> None:
         """Score a placeholder completion on a few rows of every source before training, so a broken reward, or a
@@ -162,7 +163,11 @@ class GRPOModule(LightningModule):
         prompts = columns.pop("prompts")
         scored = self.reward_set(prompts, rollouts.texts, completion_ids=rollouts.completion_ids, **columns)
         rewards = torch.tensor(scored.total, dtype=torch.float32)
-        advantages, zero_std = group_advantages(rewards, G, g.scale_rewards)
+        # Every rank's rewards, rank-major: scale_rewards=batch takes the std of the global batch.
+        everyone = self.all_gather(rewards.to(self.device)).reshape(-1).cpu()
+        advantages, zero_std = group_advantages(everyone, G, g.scale_rewards)
+        mine = slice(self.global_rank * len(rewards), (self.global_rank + 1) * len(rewards))
+        advantages, zero_std = advantages[mine], zero_std[mine.start // G : mine.stop // G]
         t_score = time.perf_counter()
 
         inputs = self._pack(repeat_each(batch["prompt_ids"], G), rollouts)
@@ -189,7 +194,9 @@ class GRPOModule(LightningModule):
             if present:
                 metrics[f"rewards/{name}/mean"] = torch.tensor(sum(present) / len(present))
         for name, value in metrics.items():
-            self.log(name, value.float().cpu(), prog_bar=name == "reward", batch_size=len(rollouts))
+            self.log(
+                name, value.float().to(self.device), prog_bar=name == "reward", batch_size=len(rollouts), sync_dist=True
+            )
         return step_outputs(batch, G, rollouts, scored, advantages)
 
     def _optimise(self, inputs: dict[str, torch.Tensor], advantages: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -250,11 +257,8 @@ class GRPOModule(LightningModule):
                 sums["loss"] = sums.get("loss", 0.0) + loss.item() / n_micro
                 for k, v in metrics.items():
                     sums[k] = sums.get(k, 0.0) + v.item() * weight
-            grads = [p.grad for p in self.policy.parameters() if p.grad is not None]
-            sums["grad_norm"] = sums.get("grad_norm", 0.0) + torch.nn.utils.get_total_norm(grads).item()
-            if self.optim.grad_clip > 0:
-                self.clip_gradients(opt, gradient_clip_val=self.optim.grad_clip, gradient_clip_algorithm="norm")
-            opt.step()
+            norm = clip_and_step(self.trainer.strategy, self.policy, opt, self.optim.grad_clip)
+            sums["grad_norm"] = sums.get("grad_norm", 0.0) + norm.item()
             sched.step()
             old_logp = old_logp if old_logp is not None else torch.cat(first_pass)
         return {k: torch.tensor(v / g.num_iterations) for k, v in sums.items()}
@@ -312,13 +316,13 @@ class GRPOModule(LightningModule):
         prompts = columns.pop("prompts")
         scored = self.reward_set(prompts, rollouts.texts, completion_ids=rollouts.completion_ids, **columns)
         n = len(rollouts)
-        self.log("val/reward", float(np.mean(scored.total)), batch_size=n, prog_bar=True)
+        self.log("val/reward", float(np.mean(scored.total)), batch_size=n, prog_bar=True, sync_dist=True)
         lengths = [len(c) for c in rollouts.completion_ids]
-        self.log("val/completions/mean_length", float(np.mean(lengths)), batch_size=n)
+        self.log("val/completions/mean_length", float(np.mean(lengths)), batch_size=n, sync_dist=True)
         for name, values in scored.per_function.items():
             present = [v for v in values if v is not None]
             if present:
-                self.log(f"val/rewards/{name}/mean", float(np.mean(present)), batch_size=len(present))
+                self.log(f"val/rewards/{name}/mean", float(np.mean(present)), batch_size=len(present), sync_dist=True)
 
     # ---------------------------------------------------------------------------------- checkpointing
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

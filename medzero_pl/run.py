@@ -47,6 +47,7 @@ from medzero_pl.rundir import (
     read_checkpoint_header,
     refuse_to_replace,
 )
+from medzero_pl.strategies import resolve_strategy, set_gradient_clipping
 
 log = logging.getLogger("medzero_pl")
 TRAINER_FIELDS = tuple(f.name for f in dataclasses.fields(TrainerConfig) if f.name != "lightning")
@@ -110,6 +111,9 @@ class MedZeroTrainer(Trainer):
         }
         self.checkpoint = LastCheckpoint(self.run_dir / "checkpoints", every_n_steps=checkpoint_every_n_steps)
         kwargs.setdefault("check_val_every_n_epoch", None if kwargs.get("val_check_interval") else 1)
+        kwargs["strategy"] = resolve_strategy(
+            kwargs.get("strategy", "auto"), accelerator=kwargs.get("accelerator", "auto")
+        )
         super().__init__(
             max_steps=max_steps,  # in GRPO steps until `fit` knows the module's optimizer steps per batch
             callbacks=[*run_callbacks(self, enable_progress_bar), *(callbacks or [])],
@@ -144,6 +148,7 @@ class MedZeroTrainer(Trainer):
             lock.acquire()
         try:
             self.fit_loop.epoch_loop.max_steps = self.grpo_steps * model.optimizer_steps_per_batch
+            set_gradient_clipping(self.strategy, model.optim.grad_clip)
             if ckpt_path:
                 log.info("resuming from %s", ckpt_path)
             super().fit(model, train_dataloaders, val_dataloaders, datamodule, ckpt_path, weights_only)

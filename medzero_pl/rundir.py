@@ -4,7 +4,8 @@ No Lightning here: the trainer (`medzero_pl/run.py`) calls these before anything
 the user seconds, not a model load.
 
 Layout of `<run_dir>/checkpoints/`: `last.ckpt` (the newest save) and `previous.ckpt` (the save before it, kept
-so that a damaged `last.ckpt` still leaves something to resume from).
+so that a damaged `last.ckpt` still leaves something to resume from). Each is a file, or under DeepSpeed a symlink
+to a sharded directory `last.ckpt-step<N>` (see `medzero_pl/strategies/deepspeed.py`).
 """
 
 from __future__ import annotations
@@ -45,16 +46,33 @@ def checkpoint_dir(run_dir: str | Path) -> Path:
     return Path(run_dir) / "checkpoints"
 
 
+def checkpoint_exists(path: str | Path) -> bool:
+    """A single-file `.ckpt`, or a sharded DeepSpeed checkpoint directory (it holds a `latest` tag file)."""
+    path = Path(path)
+    return path.is_file() or (path.is_dir() and (path / "latest").is_file())
+
+
 def read_checkpoint_header(path: str | Path) -> dict[str, Any]:
-    """The checkpoint's dict with its tensors memory-mapped (cheap); a damaged file raises `RunDirectoryError`."""
+    """The checkpoint's dict with its tensors memory-mapped (cheap); a damaged file raises `RunDirectoryError`.
+
+    For a sharded DeepSpeed directory this is the rank-0 model-states file, which holds Lightning's state.
+    """
+    sharded = Path(path).is_dir()
+    if sharded:
+        found = sorted(Path(path).glob("*/mp_rank_00_model_states.pt"))
+        if not found:
+            raise RunDirectoryError(f"{path}: a checkpoint directory without mp_rank_00_model_states.pt")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        if sharded:  # DeepSpeed pickles its own objects in it: a file the run itself wrote
+            state = torch.load(found[0], map_location="cpu", weights_only=False)
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except FileNotFoundError:
         raise RunDirectoryError(f"{path}: no such checkpoint") from None
     except Exception as err:  # truncated zip, garbage, wrong format: torch raises RuntimeError/UnpicklingError
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise RunDirectoryError(f"{path}: not a readable checkpoint ({first})") from None
-    if not isinstance(state, dict) or "state_dict" not in state:
+    if not isinstance(state, dict) or ("state_dict" not in state and not sharded):
         raise RunDirectoryError(f"{path}: not a medzero_pl/Lightning checkpoint (no state_dict)")
     return state
 
@@ -63,23 +81,23 @@ def find_resumable(run_dir: str | Path) -> Path | None:
     """The checkpoint `resume=auto` continues from: `last.ckpt`, or `previous.ckpt` when `last.ckpt` is damaged."""
     folder = checkpoint_dir(run_dir)
     last, previous = folder / LAST, folder / PREVIOUS
-    if last.is_file():
+    if checkpoint_exists(last):
         try:
             read_checkpoint_header(last)
             return last
         except RunDirectoryError as err:
-            if not previous.is_file():
+            if not checkpoint_exists(previous):
                 raise RunDirectoryError(f"{err}; no {PREVIOUS} to fall back to") from None
             log.warning("%s; resuming from %s instead (one checkpoint interval earlier)", err, previous)
             read_checkpoint_header(previous)
             return previous
-    return previous if previous.is_file() else None
+    return previous if checkpoint_exists(previous) else None
 
 
 def refuse_to_replace(run_dir: str | Path) -> None:
     """A fresh run must not silently replace the checkpoint of an earlier run in the same directory."""
     folder = checkpoint_dir(run_dir)
-    existing = [p for p in (folder / LAST, folder / PREVIOUS) if p.is_file()]
+    existing = [p for p in (folder / LAST, folder / PREVIOUS) if checkpoint_exists(p)]
     if existing:
         raise RunDirectoryError(
             f"{run_dir} already holds a run ({existing[0]}): continue it with resume=auto "

@@ -10,7 +10,7 @@ from pathlib import Path
 
 def main(name: str) -> int:
     project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
-    print(" ".join(project["optional-dependencies"][name]))
+    print("\n".join(project["optional-dependencies"][name]))
     return 0
 
 

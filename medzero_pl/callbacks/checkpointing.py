@@ -98,6 +98,10 @@ class LastCheckpoint(Callback):
             self._previous[sig] = signal.signal(sig, self._handle)
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: Any) -> None:
+        # A signal may reach one rank only: every rank learns of it at the same step, so all save that step.
+        if trainer.world_size > 1:
+            received = torch.tensor(self.received or 0, device=pl_module.device)
+            self.received = int(trainer.strategy.reduce(received, reduce_op="max").item()) or None
         if self.received is not None:
             self._save(trainer)
             trainer.should_stop = True

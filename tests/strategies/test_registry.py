@@ -1,0 +1,97 @@
+"""The strategy registry and the strategy-agnostic helpers, in one process (fast)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+from lightning.pytorch.strategies import SingleDeviceStrategy
+
+from medzero_pl.rundir import checkpoint_exists
+from medzero_pl.strategies import (
+    clip_and_step,
+    full_named_parameters,
+    prepare_reference,
+    resolve_strategy,
+)
+from medzero_pl.strategies.deepspeed import ZeRO3Strategy, _publish
+from tests.tiny import tiny_llama
+
+
+def test_zero3_names_become_strategy_objects_and_other_names_pass_through(monkeypatch):
+    pytest.importorskip("deepspeed")
+    monkeypatch.delenv("DS_ACCELERATOR", raising=False)
+    for name in ("deepspeed_stage3", "deepspeed_stage_3"):
+        strategy = resolve_strategy(name, accelerator="cpu", gradient_clipping=0.5)
+        assert isinstance(strategy, ZeRO3Strategy)
+        assert strategy.config["zero_optimization"]["stage"] == 3
+        assert strategy.gradient_clipping == 0.5
+        assert "offload_optimizer" not in strategy.config["zero_optimization"]
+    offload = resolve_strategy("deepspeed_stage3_offload", accelerator="cpu")
+    assert offload.config["zero_optimization"]["offload_optimizer"]["device"] == "cpu"
+    assert offload.config["zero_optimization"]["offload_param"]["device"] == "cpu"
+    assert os.environ["DS_ACCELERATOR"] == "cpu"
+    assert resolve_strategy("ddp") == "ddp" and resolve_strategy("auto") == "auto"
+
+
+def test_checkpoint_exists_for_a_file_or_a_deepspeed_directory(tmp_path):
+    assert not checkpoint_exists(tmp_path / "last.ckpt")
+    (tmp_path / "file.ckpt").write_bytes(b"x")
+    assert checkpoint_exists(tmp_path / "file.ckpt")
+    (tmp_path / "dir.ckpt").mkdir()
+    assert not checkpoint_exists(tmp_path / "dir.ckpt")  # an empty or half-written directory is no checkpoint
+    (tmp_path / "dir.ckpt" / "latest").write_text("checkpoint")
+    assert checkpoint_exists(tmp_path / "dir.ckpt")
+
+
+def test_publishing_switches_the_link_keeps_one_previous_directory_and_removes_older_ones(tmp_path):
+    ckpt = tmp_path / "checkpoints"
+    ckpt.mkdir()
+    link = ckpt / "last.ckpt"
+    for step in (1, 2, 3):
+        staged = ckpt / f"last.ckpt-step{step}.tmp"
+        staged.mkdir()
+        (staged / "latest").write_text(f"step {step}")
+        _publish(staged, ckpt / f"last.ckpt-step{step}", link)
+        assert (link / "latest").read_text() == f"step {step}"
+    assert sorted(p.name for p in ckpt.iterdir()) == [
+        "last.ckpt",
+        "last.ckpt-step2",
+        "last.ckpt-step3",
+        "previous.ckpt",
+    ]
+    assert (ckpt / "previous.ckpt" / "latest").read_text() == "step 2"
+
+
+def test_an_interrupted_save_leaves_the_previous_checkpoint_in_place(tmp_path):
+    ckpt = tmp_path / "checkpoints"
+    (ckpt / "last.ckpt-step1").mkdir(parents=True)
+    (ckpt / "last.ckpt-step1" / "latest").write_text("step 1")
+    (ckpt / "last.ckpt").symlink_to("last.ckpt-step1")
+    (ckpt / "last.ckpt-step2.tmp").mkdir()  # a save killed before it was published
+    assert checkpoint_exists(ckpt / "last.ckpt") and not checkpoint_exists(ckpt / "last.ckpt-step2.tmp")
+    assert (ckpt / "last.ckpt" / "latest").read_text() == "step 1"
+
+
+def test_plain_modules_yield_their_own_parameters():
+    model = tiny_llama()
+    pairs = list(full_named_parameters(model))
+    assert [n for n, _ in pairs] == [n for n, _ in model.named_parameters()]
+    assert all(t is not None and not t.requires_grad for _, t in pairs)
+
+
+def test_clip_and_step_returns_the_pre_clip_norm_and_clips():
+    layer = torch.nn.Linear(4, 1, bias=False)
+    opt = torch.optim.SGD(layer.parameters(), lr=1.0)
+    layer.weight.grad = torch.full((1, 4), 3.0)  # norm 6
+    before = layer.weight.detach().clone()
+    norm = clip_and_step(SingleDeviceStrategy("cpu"), layer, opt, max_norm=1.5)
+    assert norm.item() == 6.0
+    torch.testing.assert_close(before - layer.weight.detach(), torch.full((1, 4), 0.75))  # clipped to norm 1.5
+
+
+def test_the_reference_is_frozen_and_on_the_strategy_device():
+    reference = prepare_reference(SingleDeviceStrategy("cpu"), tiny_llama())
+    assert not reference.training
+    assert not any(p.requires_grad for p in reference.parameters())

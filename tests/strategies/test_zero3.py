@@ -1,0 +1,188 @@
+"""DeepSpeed ZeRO-3 on CPU with real DeepSpeed: two ranks (gloo, one thread each) against one plain process.
+
+Every run is a separate set of processes (`tests/strategies/grpo_run.py`) with a deadline, so a deadlock fails the
+test instead of hanging it. Budget: about a minute per two-rank run on two cores.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.strategies.launch import ROOT, free_port, spawn, tails, wait_all
+from tests.toy_task import toy_overrides
+
+pytest.importorskip("deepspeed")
+pytestmark = pytest.mark.slow
+SCRIPT = "tests/strategies/grpo_run.py"
+
+
+def overrides(toy, run_dir: Path, world_size: int, **fields) -> list[str]:
+    settings = {
+        "trainer.accelerator": "cpu",
+        "trainer.devices": world_size,
+        "trainer.strategy": "deepspeed_stage3" if world_size > 1 else "auto",
+        "data.prompts_per_step": 4,
+        "logging.log_completions": 0,
+        "trainer.max_steps": 3,
+    }
+    return toy_overrides(toy, run_dir, **settings | fields)
+
+
+def run(toy, run_dir: Path, world_size: int, *flags: str, timeout: float = 600, **fields) -> list[dict]:
+    """Run to the end on `world_size` ranks; every rank's result dict."""
+    out = run_dir / "result.pt"
+    procs = spawn(
+        [SCRIPT, str(out), *flags, *overrides(toy, run_dir, world_size, **fields)], world_size, run_dir / "logs"
+    )
+    codes = wait_all(procs, run_dir / "logs", timeout)
+    assert codes == [0] * world_size, tails(run_dir / "logs")
+    return [torch.load(f"{out}.rank{r}", weights_only=False) for r in range(world_size)]
+
+
+def assert_weights_close(actual: dict, expected: dict, rtol: float = 1e-4) -> None:
+    assert actual.keys() == expected.keys()
+    for name, tensor in expected.items():
+        torch.testing.assert_close(actual[name], tensor, rtol=rtol, atol=1e-6, msg=name)
+
+
+# Same start, same global batch (4 prompts x 8, split 2 + 2 by rank), completions that depend only on the prompt;
+# beta > 0 (the sharded reference), mu = 2, batch-std advantages (all-gathered rewards) and active clipping
+# (grad norms ~0.6 > 0.3) all take part.
+EQUIVALENCE = {
+    "grpo.beta": 0.04,
+    "grpo.num_iterations": 2,
+    "grpo.scale_rewards": "batch",
+    "optim.grad_clip": 0.3,
+    "optim.lr": 1e-3,
+}
+
+
+@pytest.fixture(scope="module")
+def plain_run(toy, tmp_path_factory) -> dict:
+    return run(toy, tmp_path_factory.mktemp("plain"), 1, "--scripted", **EQUIVALENCE)[0]
+
+
+@pytest.mark.parametrize("strategy", ["deepspeed_stage3", "deepspeed_stage3_offload"])
+def test_two_zero3_ranks_train_like_one_plain_process(toy, tmp_path, plain_run, strategy):
+    plain = plain_run
+    zero3 = run(toy, tmp_path, 2, "--scripted", **EQUIVALENCE, **{"trainer.strategy": strategy})
+
+    assert len(plain["losses"]) == 3
+    torch.testing.assert_close(torch.tensor(zero3[0]["losses"]), torch.tensor(plain["losses"]), rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(
+        torch.tensor(zero3[0]["grad_norms"]), torch.tensor(plain["grad_norms"]), rtol=1e-4, atol=1e-6
+    )
+    assert min(plain["grad_norms"]) > 0.3  # so clipping changed the update
+    for rank in zero3:
+        assert_weights_close(rank["weights"], plain["weights"])
+    # Loading under zero.Init gives exactly the parameters of a plain from_pretrained.
+    for name, tensor in plain["initial"].items():
+        assert torch.equal(zero3[0]["initial"][name], tensor), name
+    # Each rank holds half of the reference (partitions are padded to the world size, hence the slack).
+    assert zero3[0]["reference_bytes"] <= plain["reference_bytes"] / 2 * 1.05
+
+
+def test_generation_completes_when_ranks_stop_at_different_times(toy, tmp_path):
+    # Rank 0 stops after 2 new tokens, rank 1 runs to 24: without synced_gpus rank 1's next forward would wait
+    # forever for rank 0's share of the parameters.
+    results = run(toy, tmp_path, 2, "--max-new-tokens=2,24", timeout=480, **{"trainer.max_steps": 2})
+    assert all(r["global_step"] == 2 for r in results)
+
+
+def test_sharded_checkpoint_resumes_to_the_same_weights(toy, tmp_path):
+    straight = run(toy, tmp_path / "straight", 2, **{"trainer.max_steps": 3})[0]
+    run(toy, tmp_path / "resumed", 2, **{"trainer.max_steps": 2})
+    link = tmp_path / "resumed" / "checkpoints" / "last.ckpt"
+    assert link.is_symlink() and (link / "latest").is_file()
+    assert sorted(p.name for p in link.parent.iterdir()) == ["last.ckpt", "last.ckpt-step2"]  # no leftovers
+    resumed = run(toy, tmp_path / "resumed", 2, **{"trainer.max_steps": 3, "resume": "auto"})[0]
+    assert resumed["global_step"] == 3
+    assert straight["losses"][2:] == resumed["losses"]
+    for name, tensor in straight["weights"].items():
+        assert torch.equal(resumed["weights"][name], tensor), name
+    assert sorted(p.name for p in link.parent.iterdir()) == ["last.ckpt", "last.ckpt-step3"]  # old one removed
+
+
+def test_sigterm_to_one_rank_makes_both_save_the_same_step(toy, tmp_path):
+    out = tmp_path / "result.pt"
+    fields = {"trainer.max_steps": 10_000, "trainer.checkpoint_every_n_steps": 10_000, "logging.log_completions": 1}
+    procs = spawn([SCRIPT, str(out), "--scripted", *overrides(toy, tmp_path, 2, **fields)], 2, tmp_path / "logs")
+    samples = tmp_path / "completions.jsonl"  # one line per finished step (written by rank 0)
+    deadline = time.monotonic() + 400
+    while not (samples.exists() and len(samples.read_text().splitlines()) >= 2):
+        assert time.monotonic() < deadline and all(p.poll() is None for p in procs), tails(tmp_path / "logs")
+        time.sleep(0.5)
+    procs[1].send_signal(signal.SIGTERM)
+    assert wait_all(procs, tmp_path / "logs", 400) == [128 + signal.SIGTERM] * 2
+    results = [torch.load(f"{out}.rank{r}", weights_only=False) for r in range(2)]
+    assert results[0]["global_step"] == results[1]["global_step"] >= 2
+    step = results[0]["global_step"]
+    saved = (tmp_path / "checkpoints" / "last.ckpt").resolve()
+    assert saved.name == f"last.ckpt-step{step}"
+    shards = sorted(p.name for p in (saved / "checkpoint").iterdir())
+    assert [s for s in shards if s.startswith("zero_pp_rank_")] == [
+        "zero_pp_rank_0_mp_rank_00_model_states.pt",
+        "zero_pp_rank_0_mp_rank_00_optim_states.pt",
+        "zero_pp_rank_1_mp_rank_00_model_states.pt",
+        "zero_pp_rank_1_mp_rank_00_optim_states.pt",
+    ]
+
+
+def test_torchrun_two_nodes_on_localhost(toy, tmp_path):
+    """`scripts/torchrun_example.sh` on two "nodes" of this machine (one process each, c10d rendezvous on
+    127.0.0.1): `python -m medzero_pl.fit` trains 2 steps, saves a 2-rank checkpoint and validates."""
+    args = overrides(toy, tmp_path, 1, **{"trainer.max_steps": 2, "data.val_fraction": 0.25})
+    args = [a for a in args if not a.startswith(("trainer.devices", "trainer.strategy", "trainer.accelerator"))]
+    port = free_port()
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    procs = []
+    for node in range(2):
+        env = os.environ | {
+            **{"NNODES": "2", "NODE_RANK": str(node), "GPUS_PER_NODE": "1", "ACCELERATOR": "cpu"},
+            **{"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RDZV_ID": f"medzero-test-{port}"},
+            **{"PYTHONPATH": str(ROOT), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"},
+        }
+        log = open(logs / f"rank{node}.log", "w")  # noqa: SIM115 - closed with the process
+        command = ["bash", "scripts/torchrun_example.sh", *args]
+        procs.append(subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log))
+    assert wait_all(procs, logs, 600) == [0, 0], tails(logs)
+    saved = (tmp_path / "checkpoints" / "last.ckpt").resolve()
+    assert saved.name == "last.ckpt-step2"
+    ranks = {p.name.split("_")[3] for p in (saved / "checkpoint").glob("zero_pp_rank_*_model_states.pt")}
+    assert ranks == {"0", "1"}
+    assert "val/reward" in (tmp_path / "csv" / "version_0" / "metrics.csv").read_text()
+
+
+def test_export_of_a_zero3_checkpoint_generates_like_the_trained_policy(toy, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from medzero_pl.export import export
+
+    trained = run(toy, tmp_path / "run", 2, **{"trainer.max_steps": 2})[0]
+    out = export(tmp_path / "run" / "checkpoints" / "last.ckpt", tmp_path / "hf")
+    assert {"model.safetensors", "config.json", "generation_config.json", "tokenizer.json"} <= {
+        p.name for p in out.iterdir()
+    }
+    exported = AutoModelForCausalLM.from_pretrained(out)
+    policy = AutoModelForCausalLM.from_pretrained(toy["model"])
+    policy.load_state_dict(trained["weights"], strict=False)
+    tokenizer = AutoTokenizer.from_pretrained(out, padding_side="left")
+    ids = tokenizer(["Say C", "Say A and then B"], return_tensors="pt", padding=True)
+    greedy = {"max_new_tokens": 12, "do_sample": False, "pad_token_id": tokenizer.pad_token_id}
+    assert torch.equal(exported.generate(**ids, **greedy), policy.generate(**ids, **greedy))
+    assert not torch.equal(exported.model.embed_tokens.weight, policy_at_start(toy).model.embed_tokens.weight)
+
+
+def policy_at_start(toy):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(toy["model"])
