@@ -93,6 +93,9 @@ class GRPOConfig:
     """Exclude completions that hit `max_completion_length` from the loss (DAPO)."""
     entropy_coef: float = 0.0
     """Entropy bonus weight (entropy is always logged)."""
+    shared_prompt_forward: bool = True
+    """Training forward runs each prompt once and its G completions against its KV cache (same log-probs and
+    gradients, fewer FLOPs; falls back to the plain forward under gradient checkpointing). See medzero_pl/forward.py."""
 
 
 @dataclass
