@@ -162,10 +162,11 @@ class Clock:
 
     def wrap(self, phase: str, fn, on_result=None):
         def timed(*a, **kw):
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             out = fn(*a, **kw)
             if self.active:
                 self.phases[phase] = self.phases.get(phase, 0.0) + time.perf_counter() - t
+                self.phases["cpu_" + phase] = self.phases.get("cpu_" + phase, 0.0) + time.process_time() - c
                 if on_result is not None:
                     on_result(a, out)
             return out
@@ -174,11 +175,12 @@ class Clock:
 
     def begin(self) -> None:
         self.phases, self.lengths, self.active = {}, ([], []), True
-        self.t0 = time.perf_counter()
+        self.t0, self.c0 = time.perf_counter(), time.process_time()
 
     def end(self) -> None:
-        total = time.perf_counter() - self.t0
+        total, cpu = time.perf_counter() - self.t0, time.process_time() - self.c0
         known = sum(self.phases.get(p, 0.0) for p in ("generate", "score", "sync"))
+        known_cpu = sum(self.phases.get("cpu_" + p, 0.0) for p in ("generate", "score", "sync"))
         self.steps.append(
             {
                 "step_time": total,
@@ -186,6 +188,9 @@ class Clock:
                 "score": self.phases.get("score", 0.0),
                 "sync": self.phases.get("sync", 0.0),
                 "train": total - known,
+                "cpu_step_time": cpu,
+                "cpu_generate": self.phases.get("cpu_generate", 0.0),
+                "cpu_train": cpu - known_cpu,
                 "prompt_lengths": self.lengths[0],
                 "completion_lengths": self.lengths[1],
             }
@@ -437,26 +442,30 @@ def run_forward(args: argparse.Namespace, prepared: dict[str, Any], workdir: Pat
                     saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
                 return t
 
-            times = []
-            for _ in range(max(2, args.steps)):
+            times, cpu = [], []
+            for _ in range(max(1, args.steps)):  # --steps repetitions; the first is warm-up when there are more
                 model.zero_grad(set_to_none=True)
-                t = time.perf_counter()
+                saved.clear()  # activations of this repetition only
+                t, c = time.perf_counter(), time.process_time()
                 with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
                     logp, _ = completion_logprobs_and_entropy(
                         model, ids, attn, ids[:, lp:], args.temperature, shared_prompt=shared
                     )
                 (logp * attn[:, lp:]).sum().backward()
                 times.append(time.perf_counter() - t)
+                cpu.append(time.process_time() - c)
             results.append(
                 {
                     "variant": ("shared" if shared else "plain") + (" + checkpointing" if checkpointing else ""),
-                    "seconds": statistics.median(times[1:]),
+                    "seconds": statistics.median(times[1:] or times),
+                    "cpu_seconds": statistics.median(cpu[1:] or cpu),
                     "activation_mb": sum(saved.values()) / 2**20,
                     "rows": len(prompts),
                     "prompt_width": lp,
                     "completion_tokens": lc,
                 }
             )
+            print(f"forward: {results[-1]}", file=sys.stderr, flush=True)
     return {"forward": results, "model_config": model.config.to_dict()}
 
 
@@ -543,7 +552,8 @@ def step_flops(shape: dict[str, int], prompt_lengths: list[int], completion_leng
 # ------------------------------------------------------------------------------------------------- reporting
 def summarise(runs: list[dict[str, Any]], shape: dict[str, int], group: int, rate: float) -> dict[str, Any]:
     steps = [s for run in runs for s in (run["steps"][1:] or run["steps"])]  # each run's first step is warm-up
-    median = {k: statistics.median(s[k] for s in steps) for k in ("step_time", *PHASES)}
+    keys = ("step_time", *PHASES, "cpu_step_time", "cpu_generate", "cpu_train")
+    median = {k: statistics.median(s.get(k, float("nan")) for s in steps) for k in keys}
     tokens = [sum(s["completion_lengths"]) for s in steps]
     flops = [step_flops(shape, s["prompt_lengths"], s["completion_lengths"], group) for s in steps]
     return {
@@ -571,6 +581,9 @@ def table(summaries: dict[str, dict[str, Any]]) -> str:
         ("training (s)", "train", "{:.2f}"),
         ("  limit (s)", "limit_train", "{:.3g}"),
         ("weight sync (s)", "sync", "{:.3f}"),
+        ("CPU time: step (s)", "cpu_step_time", "{:.1f}"),
+        ("CPU time: generation (s)", "cpu_generate", "{:.1f}"),
+        ("CPU time: training (s)", "cpu_train", "{:.1f}"),
         ("peak RSS (MB)", "peak_rss_mb", "{:.0f}"),
     ]
     header = "| | " + " | ".join(names) + (" | medzero / trl |" if len(names) == 2 else " |")
@@ -638,13 +651,13 @@ def setting_line(args: argparse.Namespace) -> str:
 
 def forward_table(result: dict[str, Any]) -> str:
     lines = [
-        "| variant | rows | prompt width | completion | fwd+bwd (s) | activations (MB) |",
-        "|---|---|---|---|---|---|",
+        "| variant | rows | prompt width | completion | fwd+bwd wall (s) | fwd+bwd CPU (s) | activations (MB) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in result["forward"]:
         lines.append(
             f"| {r['variant']} | {r['rows']} | {r['prompt_width']} | {r['completion_tokens']} | {r['seconds']:.2f} "
-            f"| {r['activation_mb']:.0f} |"
+            f"| {r['cpu_seconds']:.2f} | {r['activation_mb']:.0f} |"
         )
     lines.append(f"peak RSS of the process: {result['peak_rss_mb']:.0f} MB")
     return "\n".join(lines)
