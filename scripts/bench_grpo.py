@@ -76,6 +76,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--forward-only", action="store_true", help="training forward+backward of one micro-batch: plain vs shared"
     )
     p.add_argument("--batch-sizes", default="8,16,32,64", help="rollout-only batch sizes (rows = prompts x G)")
+    p.add_argument("--layers", type=int, default=None, help="--forward-only: keep only the first N decoder layers")
     p.add_argument("--quick", action="store_true", help="tiny random model, 2 x 2 x 8 tokens, 2 steps")
     p.add_argument("--json", default=None, help="also write the raw results here")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -419,6 +420,11 @@ def run_forward(args: argparse.Namespace, prepared: dict[str, Any], workdir: Pat
 
     items, tokenizer = load_items(prepared, prepared["prompts_file"])
     model = load_causal_lm(prepared["model"], dtype=args.dtype).train()
+    if args.layers:  # activations per layer are identical: measure a few layers, extrapolate linearly
+        model.model.layers = model.model.layers[: args.layers]
+        model.config.num_hidden_layers = args.layers
+        if getattr(model.config, "layer_types", None):
+            model.config.layer_types = model.config.layer_types[: args.layers]
     params = {p.data_ptr() for p in model.parameters()}
     g = torch.Generator().manual_seed(args.seed)
     prompts = [item["prompt_ids"] for item in items for _ in range(args.generations)]
@@ -628,6 +634,8 @@ def main(argv: list[str] | None = None) -> int:
                 order = trainers if r % 2 == 0 else trainers[::-1]  # alternate, so drift hits both
                 for name in order:
                     runs[name].append(launch(name, forwarded, prepared, args.threads))
+                    if args.json:  # kept as runs finish, so an interrupted comparison still leaves its raw data
+                        Path(args.json + ".partial").write_text(json.dumps(runs, default=str))
                     print(f"round {r + 1}: {name} done in {runs[name][-1]['wall_seconds']:.1f} s", flush=True)
             shape = model_shape(runs[trainers[0]][0]["model_config"])
             summaries = {name: summarise(rs, shape, args.generations, rate) for name, rs in runs.items()}
