@@ -8,7 +8,7 @@ TORCH ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: setup demo test test-fast lint bench clean
+.PHONY: setup demo test test-fast lint bench bench-grpo clean
 
 setup: $(VENV)/.installed
 
@@ -36,6 +36,9 @@ lint: setup
 
 bench: setup
 	$(BIN)/python scripts/bench_rewards.py
+
+bench-grpo: setup
+	$(BIN)/python scripts/bench_grpo.py --rounds 2 --json runs/bench_grpo.json
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -97,6 +97,9 @@ class GRPOConfig:
     kl_clamp: float | None = None
     """Clamp the per-token k3 KL to [-kl_clamp, kl_clamp] as verl's `low_var_kl` does (10); None, as TRL, clamps
     nothing. Must be > 0 when set."""
+    shared_prompt_forward: bool = True
+    """Training forward runs each prompt once and its G completions against its KV cache (same log-probs and
+    gradients, fewer FLOPs; falls back to the plain forward under gradient checkpointing). See medzero_pl/forward.py."""
 
 
 @dataclass

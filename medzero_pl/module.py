@@ -30,7 +30,8 @@ from transformers import get_scheduler
 from medzero_pl.config import GRPOConfig, ModelConfig, OptimConfig
 from medzero_pl.data.datamodule import collate
 from medzero_pl.errors import UserError
-from medzero_pl.grpo import completion_logprobs, group_advantages, grpo_loss, token_entropy
+from medzero_pl.forward import completion_logprobs_and_entropy
+from medzero_pl.grpo import group_advantages, grpo_loss
 from medzero_pl.models import load_causal_lm, load_tokenizer
 from medzero_pl.rewards import RewardSpec, build_rewards
 from medzero_pl.rollout.base import RolloutEngine, Rollouts, SamplingParams
@@ -266,20 +267,16 @@ class GRPOModule(LightningModule):
     def _logprobs(
         self, model: torch.nn.Module, inputs: dict[str, torch.Tensor], rows: slice, with_entropy: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        ids = inputs["input_ids"][rows]  # (B, Lp + Lc)
-        attn = inputs["attention_mask"][rows]
-        completion_ids = inputs["completion_ids"][rows]  # (B, Lc)
-        n_completion = completion_ids.shape[1]
-        # Only the last Lc + 1 positions need logits: the prompt's are never used.
-        logits = model(input_ids=ids, attention_mask=attn, use_cache=False, logits_to_keep=n_completion + 1).logits
-        logits = logits[:, :-1, :]  # (B, Lc, V): the logit at t predicts token t+1
-        logp = completion_logprobs(logits, completion_ids, self.grpo.temperature)
-        entropy = None
-        if with_entropy:
-            # Logged always, but it needs a graph only when it is part of the loss.
-            with torch.set_grad_enabled(torch.is_grad_enabled() and self.grpo.entropy_coef != 0):
-                entropy = token_entropy(logits, self.grpo.temperature)
-        return logp, entropy
+        return completion_logprobs_and_entropy(
+            model,
+            inputs["input_ids"][rows],  # (B, Lp + Lc)
+            inputs["attention_mask"][rows],
+            inputs["completion_ids"][rows],  # (B, Lc)
+            self.grpo.temperature,
+            shared_prompt=self.grpo.shared_prompt_forward,
+            with_entropy=with_entropy,
+            entropy_grad=self.grpo.entropy_coef != 0,  # entropy is logged always, but needs a graph only in the loss
+        )
 
     def _pack(self, prompt_ids: list[list[int]], rollouts: Rollouts) -> dict[str, torch.Tensor]:
         """Left-pad prompts and right-pad completions into one (B, Lp + Lc) batch."""

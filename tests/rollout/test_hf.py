@@ -106,3 +106,28 @@ def test_empty_and_invalid_inputs(engine):
         engine.generate([[5], []], 1, GREEDY)
     with pytest.raises(ValueError, match="batch_size"):
         HFRolloutEngine(engine.model, engine.tokenizer, batch_size=0)
+
+
+@pytest.mark.parametrize("batch_size", [None, 3], ids=["one-call", "chunks-cutting-groups"])
+def test_shared_prefill_samples_what_the_plain_prefill_samples(batch_size):
+    model = tiny_llama()
+    for p in model.parameters():  # peaked distributions, so a wrong context would change the samples
+        torch.nn.init.normal_(p, std=0.5)
+    plain = HFRolloutEngine(model, tiny_tokenizer(), batch_size=batch_size, shared_prefill=False)
+    shared = HFRolloutEngine(model, tiny_tokenizer(), batch_size=batch_size, shared_prefill=True)
+    for sampling in (GREEDY, SamplingParams(max_new_tokens=8, seed=3)):
+        assert (
+            shared.generate(PROMPTS, 3, sampling).completion_ids == plain.generate(PROMPTS, 3, sampling).completion_ids
+        )
+
+
+def test_shared_prefill_runs_each_prompt_once():
+    model = tiny_llama()
+    engine = HFRolloutEngine(model, tiny_tokenizer(), shared_prefill=True)
+    rows_seen: list[int] = []
+    handle = model.model.embed_tokens.register_forward_hook(lambda m, i, o: rows_seen.append(o.shape[:2]))
+    engine.generate(PROMPTS, 4, SamplingParams(max_new_tokens=2, seed=0))
+    handle.remove()
+    width = max(map(len, PROMPTS))
+    assert rows_seen[0] == (len(PROMPTS), width - 1)  # the distinct prompts, once, all but their last token
+    assert rows_seen[1] == (4 * len(PROMPTS), 1)  # then every row from the shared cache: the last prompt token

@@ -1,0 +1,160 @@
+"""The training forward pass: per-token log-probs (and entropies) of completions given their prompts.
+
+Rows are `(prompt, completion)` pairs packed as `_pack` does: prompts left-padded to a common width, completions
+right-padded after them, in prompt-major order (the G completions of a prompt are consecutive rows). Two things make
+this cheaper than running the model on every padded row, and neither changes a single log-prob:
+
+- **Trimming.** A micro-batch is cut to its own extent: leading columns where every row is prompt padding and trailing
+  columns where every row is completion padding are dropped; log-probs are zero-padded back to the full width.
+  Position ids are passed explicitly, so every kept token keeps the position it had in the untrimmed batch.
+- **Shared prompt** (`shared_prompt=True`). Rows with the same prompt run the prompt once: a forward pass over the
+  distinct prompts fills a key/value cache, the cache is gathered along the batch to one entry per row
+  (`DynamicCache.batch_select_indices`, a differentiable index), and the completions run against it. Gradients of the
+  completions' loss flow back through the gathered cache into the prompt pass. With MedQA prompts of ~330 tokens,
+  completions of ~64 and G = 4, the tokens the model runs per group drop from 4 x 394 to 330 + 4 x 64 (about 2.7x
+  fewer FLOPs). Both passes are ordinary `model(...)` calls, so sharded wrappers (FSDP, ZeRO-3) gather parameters as
+  in any forward.
+
+The prompt pass stops one token short of the prompt: the last prompt token leads the completion segment, so the
+completion pass returns exactly the `C` logits that score the `C` completion tokens and no logits need concatenating.
+
+Limitation: Hugging Face layers drop any KV cache under gradient checkpointing (`GradientCheckpointingLayer`), so a
+checkpointed model in training mode falls back to the plain forward.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from medzero_pl.grpo import completion_logprobs, token_entropy
+
+
+def prompt_groups(prompt_ids: Tensor, prompt_mask: Tensor) -> tuple[Tensor, Tensor]:
+    """Runs of consecutive rows with the same (padded) prompt.
+
+    Args:
+        prompt_ids: `(B, P)` left-padded prompt ids.
+        prompt_mask: `(B, P)` their attention mask.
+
+    Returns:
+        `(group, first)`: `group[i]` is the run index of row `i` (`(B,)`), `first[k]` the first row of run `k` (`(U,)`).
+    """
+    same = (prompt_ids[1:] == prompt_ids[:-1]).all(1) & (prompt_mask[1:] == prompt_mask[:-1]).all(1)  # (B-1,)
+    starts = torch.cat([same.new_ones(1), ~same])  # (B,)
+    return starts.long().cumsum(0) - 1, starts.nonzero().squeeze(1)
+
+
+def trim_columns(attention_mask: Tensor, n_completion: int) -> tuple[int, int]:
+    """`(start, n_kept)`: the first column holding any prompt token, and the completion columns holding any token.
+
+    At least one completion column is kept, so a micro-batch of empty completions still has a shape.
+    """
+    real = attention_mask.bool()
+    n_prompt = attention_mask.shape[1] - n_completion
+    prompt_cols = real[:, :n_prompt].any(0).nonzero()  # (k, 1)
+    start = int(prompt_cols[0]) if len(prompt_cols) else 0
+    completion_cols = real[:, n_prompt:].any(0).nonzero()  # (k, 1)
+    n_kept = int(completion_cols[-1]) + 1 if len(completion_cols) else 1
+    return start, max(1, n_kept)
+
+
+def plain_logits(
+    model: torch.nn.Module, input_ids: Tensor, attention_mask: Tensor, positions: Tensor, n: int
+) -> Tensor:
+    """`(B, n, V)` logits whose position t predicts the t-th of the last `n` tokens, one pass over every row."""
+    out = model(
+        input_ids=input_ids[:, :-1],
+        attention_mask=attention_mask[:, :-1],
+        position_ids=positions[:, :-1],
+        use_cache=False,
+        logits_to_keep=n,
+    )
+    return out.logits
+
+
+def shared_prompt_logits(
+    model: torch.nn.Module, input_ids: Tensor, attention_mask: Tensor, positions: Tensor, n: int
+) -> Tensor:
+    """Same as `plain_logits`, running each distinct prompt (all but the last `n` tokens) once.
+
+    Args:
+        model: a Hugging Face causal LM (any model whose forward takes `past_key_values` as a `DynamicCache`).
+        input_ids: `(B, P + n)` rows, the prompt part left-padded.
+        attention_mask: `(B, P + n)`.
+        positions: `(1, P + n)` position ids.
+        n: completion width; needs `P >= 2`.
+    """
+    head = input_ids.shape[1] - n - 1  # the prompt minus its last token (that one leads the completion segment)
+    group, first = prompt_groups(input_ids[:, : head + 1], attention_mask[:, : head + 1])
+    prompt = model(
+        input_ids=input_ids[first, :head],
+        attention_mask=attention_mask[first, :head],
+        position_ids=positions[:, :head],
+        use_cache=True,
+        logits_to_keep=1,
+    )
+    cache = prompt.past_key_values
+    cache.batch_select_indices(group)  # (U, H, head, D) -> (B, H, head, D) per layer; gradients sum back per prompt
+    out = model(
+        input_ids=input_ids[:, head:-1],  # last prompt token + completion minus its last token: n tokens
+        attention_mask=attention_mask[:, :-1],
+        position_ids=positions[:, head:-1],
+        past_key_values=cache,
+        use_cache=True,
+    )
+    return out.logits  # (B, n, V)
+
+
+def _cache_usable(model: torch.nn.Module) -> bool:
+    """False when HF layers would silently drop the cache (gradient checkpointing while training)."""
+    checkpointing = getattr(model, "is_activation_checkpointing", None)  # transformers >= 5.x
+    if checkpointing is None:
+        checkpointing = getattr(model, "is_gradient_checkpointing", False)
+    return not (model.training and checkpointing)
+
+
+def completion_logprobs_and_entropy(
+    model: torch.nn.Module,
+    input_ids: Tensor,
+    attention_mask: Tensor,
+    completion_ids: Tensor,
+    temperature: float,
+    *,
+    shared_prompt: bool = False,
+    with_entropy: bool = False,
+    entropy_grad: bool = False,
+) -> tuple[Tensor, Tensor | None]:
+    """Per-token log-probs (and entropies) of the completion tokens of a micro-batch, trimmed to its extent.
+
+    Args:
+        model: a causal LM.
+        input_ids: `(B, P + C)` left-padded prompts followed by right-padded completions.
+        attention_mask: `(B, P + C)`.
+        completion_ids: `(B, C)` the completion part of `input_ids`.
+        temperature: the sampling temperature the logits are divided by.
+        shared_prompt: run each distinct prompt once and its completions against its KV cache.
+        with_entropy: also return token entropies.
+        entropy_grad: build a graph for the entropies (only when they are part of the loss).
+
+    Returns:
+        `(logp, entropy)`, each `(B, C)` float32 (zero past a micro-batch's longest completion), entropy None unless
+        asked for.
+    """
+    n_completion = completion_ids.shape[1]
+    start, n = trim_columns(attention_mask, n_completion)
+    end = input_ids.shape[1] - n_completion + n
+    ids, attn = input_ids[:, start:end], attention_mask[:, start:end]
+    positions = torch.arange(start, end, device=ids.device).unsqueeze(0)  # (1, L): the untrimmed positions
+    if shared_prompt and ids.shape[1] - n >= 2 and _cache_usable(model):
+        logits = shared_prompt_logits(model, ids, attn, positions, n)
+    else:
+        logits = plain_logits(model, ids, attn, positions, n)
+    pad = (0, n_completion - n)
+    logp = F.pad(completion_logprobs(logits, completion_ids[:, :n], temperature), pad)
+    entropy = None
+    if with_entropy:
+        with torch.set_grad_enabled(torch.is_grad_enabled() and entropy_grad):
+            entropy = F.pad(token_entropy(logits, temperature), pad)
+    return logp, entropy

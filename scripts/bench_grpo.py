@@ -1,0 +1,686 @@
+"""Benchmark medzero_pl's GRPO step against TRL's `GRPOTrainer` on one fixed setting, on this machine.
+
+Each trainer runs K steps in its own subprocess (so peak RSS is its own), and the runs alternate
+(medzero, trl, trl, medzero, ...) so machine noise hits both. Per trainer it reports the median step time (first step
+excluded), completion tokens per second, the time per phase (generation, scoring, training, weight sync), the peak
+RSS (`ru_maxrss`), and the ratios. A "limit" line per phase divides the phase's model FLOPs by this machine's measured
+matmul rate, so the distance to the hardware is visible.
+
+    python scripts/bench_grpo.py                                 # 2 prompts x 4 x 64 tokens, K = 3, both trainers
+    python scripts/bench_grpo.py --fixed-length                  # every completion exactly --max-new-tokens long
+    python scripts/bench_grpo.py --prompts 4 --max-new-tokens 128 --trainers medzero
+    python scripts/bench_grpo.py --rollout-only --batch-sizes 8,16,32,64   # tokens/s of each generation engine
+    python scripts/bench_grpo.py --quick                         # tiny random model, seconds: checks the harness only
+
+Same setting for both trainers: model, the first `--prompts` questions of `--data` rendered with the open-medical-r1
+prompt (every step trains on the same prompts, so steps differ only by what is sampled), G, completion length,
+temperature, seed, dtype, beta, loss type, mu, learning rate, one micro-batch unless `--micro-batch`, HF `generate`,
+gradient checkpointing off unless `--gradient-checkpointing`, rewards = the `mcq` preset (the same functions for both).
+
+Phases. medzero_pl: the engine's `generate` call, the reward call, the rest of the step (forward/backward/optimizer;
+includes the reference forward when beta > 0), `sync_weights`. TRL: `_generate_single_turn`, `_calculate_rewards`,
+the rest of the step (its old/reference log-prob passes, loss, backward, optimizer), and vLLM weight sync (0 with HF
+`generate`).
+
+Limits. Forward FLOPs per token = 2 x (matmul parameters) + 4 x layers x attention width x context. Generation: each
+distinct prompt prefilled once plus one forward per completion token; training: 3 x the forward FLOPs of each distinct
+prompt once (without the LM head) plus every completion token. These are floors: decoding a small batch on CPU is
+bound by memory bandwidth, not matmul rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "medqa" / "phrases_no_exclude_test.jsonl"
+TRAINERS = ("medzero", "trl")
+PHASES = ("generate", "score", "train", "sync")
+
+
+# ------------------------------------------------------------------------------------------------- arguments
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--model", default="smollm2-135m-instruct", help="name for medzero_pl.models.load_causal_lm or path")
+    p.add_argument("--data", default=str(DEFAULT_DATA), help="MedQA JSONL; the first --prompts questions are used")
+    p.add_argument("--prompts", type=int, default=2, help="prompts per step (P)")
+    p.add_argument("--generations", type=int, default=4, help="completions per prompt (G)")
+    p.add_argument("--max-new-tokens", type=int, default=64, help="completion length limit")
+    p.add_argument("--steps", type=int, default=3, help="GRPO steps per run (K); the first is excluded from medians")
+    p.add_argument("--rounds", type=int, default=1, help="runs per trainer, alternating")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    p.add_argument("--beta", type=float, default=0.0)
+    p.add_argument("--loss-type", default="dapo")
+    p.add_argument("--mu", type=int, default=1, help="optimisation passes per generation batch")
+    p.add_argument("--lr", type=float, default=1e-6)
+    p.add_argument("--micro-batch", type=int, default=None, help="rows per forward/backward (default: P x G)")
+    p.add_argument("--gradient-checkpointing", action="store_true")
+    p.add_argument("--no-shared-prompt", action="store_true", help="medzero_pl: plain training forward")
+    p.add_argument("--fixed-length", action="store_true", help="both trainers generate exactly --max-new-tokens")
+    p.add_argument("--threads", type=int, default=2, help="torch threads in each run")
+    p.add_argument("--trainers", default="medzero,trl", help="comma-separated subset of medzero,trl")
+    p.add_argument("--rollout-only", action="store_true", help="tokens/s of each engine at --batch-sizes")
+    p.add_argument(
+        "--forward-only", action="store_true", help="training forward+backward of one micro-batch: plain vs shared"
+    )
+    p.add_argument("--batch-sizes", default="8,16,32,64", help="rollout-only batch sizes (rows = prompts x G)")
+    p.add_argument("--layers", type=int, default=None, help="--forward-only: keep only the first N decoder layers")
+    p.add_argument("--quick", action="store_true", help="tiny random model, 2 x 2 x 8 tokens, 2 steps")
+    p.add_argument("--json", default=None, help="also write the raw results here")
+    p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--prepared", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.quick:
+        args.prompts, args.generations, args.max_new_tokens, args.steps = 2, 2, 8, 2
+        args.batch_sizes = "2,4"
+    args.micro_batch = args.micro_batch or args.prompts * args.generations
+    return args
+
+
+# ------------------------------------------------------------------------------------------------ the setting
+def prepare(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """Write the prompts file both trainers read and, with --quick, a tiny random model."""
+    model = args.model
+    data = Path(args.data)
+    if args.quick:
+        sys.path.insert(0, str(ROOT))
+        from tests.tiny import make_tiny_model_dir
+        from tests.toy_task import write_toy_questions
+
+        model = str(make_tiny_model_dir(workdir / "tiny_model"))
+        data = write_toy_questions(workdir / "toy.jsonl")
+    needed = max(args.prompts, max(int(b) for b in args.batch_sizes.split(",")) // args.generations)
+    lines = [line for line in data.read_text().splitlines() if line.strip()]
+    (workdir / "prompts.jsonl").write_text("\n".join(lines[: args.prompts]) + "\n")  # every step: these P prompts
+    (workdir / "rollout_prompts.jsonl").write_text("\n".join(lines[:needed]) + "\n")
+    return {
+        "model": model,
+        "prompts_file": str(workdir / "prompts.jsonl"),
+        "rollout_prompts_file": str(workdir / "rollout_prompts.jsonl"),
+        "quick": args.quick,
+    }
+
+
+def load_items(prepared: dict[str, Any], path: str) -> tuple[list[dict[str, Any]], Any]:
+    """The questions of `path` rendered exactly as medzero_pl's data module renders them."""
+    from medzero_pl.config import compose
+    from medzero_pl.data.datamodule import MedZeroDataModule
+
+    cfg = compose(medzero_overrides(prepared, 1, ["grpo.micro_batch_size=1"]))
+    dm = MedZeroDataModule(cfg.data, cfg.prompt, tokenizer=cfg.model.name_or_path)
+    items = [dm._render(ex) for ex in _examples(path)]
+    for item in items:
+        item.pop("truncated")
+    return items, dm.tokenizer
+
+
+def _examples(path: str):
+    from medzero_pl.data.readers import read_medqa
+
+    return read_medqa(Path(path))
+
+
+def prompt_overrides(prepared: dict[str, Any]) -> list[str]:
+    if prepared["quick"]:
+        return ["prompt.system=null", "prompt.user='{question}{choices}'"]
+    return ["prompt=open_medical_r1"]
+
+
+def medzero_overrides(prepared: dict[str, Any], prompts: int, extra: list[str]) -> list[str]:
+    return [
+        f"model.name_or_path={prepared['model']}",
+        f"data.sources=[{{path: {prepared['prompts_file']}, format: medqa}}]",
+        "data.val_fraction=0",
+        f"data.prompts_per_step={prompts}",
+        *prompt_overrides(prepared),
+        "rewards=mcq",
+        *extra,
+    ]
+
+
+# --------------------------------------------------------------------------------------------------- workers
+class Clock:
+    """Accumulates wall time per phase for the step in flight."""
+
+    def __init__(self) -> None:
+        self.phases: dict[str, float] = {}
+        self.steps: list[dict[str, Any]] = []
+        self.lengths: tuple[list[int], list[int]] = ([], [])
+        self.t0 = 0.0
+        self.active = False
+
+    def wrap(self, phase: str, fn, on_result=None):
+        def timed(*a, **kw):
+            t, c = time.perf_counter(), time.process_time()
+            out = fn(*a, **kw)
+            if self.active:
+                self.phases[phase] = self.phases.get(phase, 0.0) + time.perf_counter() - t
+                self.phases["cpu_" + phase] = self.phases.get("cpu_" + phase, 0.0) + time.process_time() - c
+                if on_result is not None:
+                    on_result(a, out)
+            return out
+
+        return timed
+
+    def begin(self) -> None:
+        self.phases, self.lengths, self.active = {}, ([], []), True
+        self.t0, self.c0 = time.perf_counter(), time.process_time()
+
+    def end(self) -> None:
+        total, cpu = time.perf_counter() - self.t0, time.process_time() - self.c0
+        known = sum(self.phases.get(p, 0.0) for p in ("generate", "score", "sync"))
+        known_cpu = sum(self.phases.get("cpu_" + p, 0.0) for p in ("generate", "score", "sync"))
+        self.steps.append(
+            {
+                "step_time": total,
+                "generate": self.phases.get("generate", 0.0),
+                "score": self.phases.get("score", 0.0),
+                "sync": self.phases.get("sync", 0.0),
+                "train": total - known,
+                "cpu_step_time": cpu,
+                "cpu_generate": self.phases.get("cpu_generate", 0.0),
+                "cpu_train": cpu - known_cpu,
+                "prompt_lengths": self.lengths[0],
+                "completion_lengths": self.lengths[1],
+            }
+        )
+        self.active = False
+
+
+def fixed_length_engine(engine, min_new_tokens: int):
+    """The HF engine with `min_new_tokens` added to its generation config (EOS suppressed until then)."""
+    original = engine._generation_config
+
+    def config(sampling):
+        cfg = original(sampling)
+        cfg.min_new_tokens = min_new_tokens
+        return cfg
+
+    engine._generation_config = config
+    return engine
+
+
+def run_medzero(args: argparse.Namespace, prepared: dict[str, Any], workdir: Path) -> dict[str, Any]:
+    from lightning.pytorch import Callback
+
+    from medzero_pl.config import compose
+    from medzero_pl.fit import build
+
+    extra = [
+        f"grpo.num_generations={args.generations}",
+        f"grpo.max_completion_length={args.max_new_tokens}",
+        f"grpo.temperature={args.temperature}",
+        f"grpo.beta={args.beta}",
+        f"grpo.loss_type={args.loss_type}",
+        f"grpo.num_iterations={args.mu}",
+        f"grpo.micro_batch_size={args.micro_batch}",
+        f"grpo.shared_prompt_forward={str(not args.no_shared_prompt).lower()}",
+        f"model.dtype={args.dtype}",
+        f"model.gradient_checkpointing={str(args.gradient_checkpointing).lower()}",
+        f"optim.lr={args.lr}",
+        "optim.scheduler=constant",
+        "optim.warmup_steps=0",
+        f"trainer.max_steps={args.steps * args.mu}",
+        f"trainer.checkpoint_every_n_steps={10 * args.steps * args.mu + 10}",
+        "trainer.enable_progress_bar=false",
+        "logging.wandb=disabled",
+        "logging.log_completions=0",
+        f"run_dir={workdir / 'medzero_run'}",
+        f"seed={args.seed}",
+    ]
+    cfg = compose(medzero_overrides(prepared, args.prompts, extra))
+    trainer, module, datamodule, _ = build(cfg)
+    clock = Clock()
+
+    def record(a, rollouts):
+        clock.lengths[0].extend(len(p) for p in a[0] for _ in range(a[1]))
+        clock.lengths[1].extend(len(c) for c in rollouts.completion_ids)
+
+    class Timing(Callback):
+        def on_train_start(self, trainer, pl_module) -> None:
+            engine = pl_module.engine
+            if args.fixed_length:
+                fixed_length_engine(engine, args.max_new_tokens)
+            engine.generate = clock.wrap("generate", engine.generate, record)
+            pl_module.reward_set = clock.wrap("score", pl_module.reward_set)
+            pl_module.sync_weights = clock.wrap("sync", pl_module.sync_weights)
+
+        def on_train_batch_start(self, *a) -> None:
+            clock.begin()
+
+        def on_train_batch_end(self, *a) -> None:
+            clock.end()
+
+    trainer.callbacks.insert(0, Timing())
+    trainer.fit(module, datamodule=datamodule)
+    return {"steps": clock.steps, "model_config": module.policy.config.to_dict()}
+
+
+def run_trl(args: argparse.Namespace, prepared: dict[str, Any], workdir: Path) -> dict[str, Any]:
+    import torch
+    from datasets import Dataset
+    from transformers import TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    from medzero_pl.config import compose
+    from medzero_pl.data.prompts import render_messages
+    from medzero_pl.models import load_causal_lm
+    from medzero_pl.rewards import build_rewards
+
+    cfg = compose(medzero_overrides(prepared, 1, ["grpo.micro_batch_size=1"]))
+    items, tokenizer = load_items(prepared, prepared["prompts_file"])
+    examples = _examples(prepared["prompts_file"])
+    if tokenizer.chat_template:
+        prompts = [render_messages(ex, cfg.prompt) for ex in examples]  # TRL applies the chat template itself
+    else:
+        prompts = [item["prompts"] for item in items]
+    columns = [{k: v for k, v in item.items() if k != "prompt_ids"} for item in items]
+    rows = [{"prompt": p, "columns": json.dumps(c)} for p, c in zip(prompts, columns, strict=True)]
+    reward_set = build_rewards(cfg.rewards)
+
+    def reward(prompts, completions, columns, **_):
+        texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
+        gold = [json.loads(c) for c in columns]
+        batch = {k: [g[k] for g in gold] for k in gold[0]}
+        return reward_set(batch.pop("prompts"), texts, **batch).total
+
+    model = load_causal_lm(prepared["model"], dtype=args.dtype)
+    config = GRPOConfig(
+        output_dir=str(workdir / "trl_run"),
+        per_device_train_batch_size=args.micro_batch,
+        gradient_accumulation_steps=args.prompts * args.generations // args.micro_batch,
+        num_generations=args.generations,
+        max_completion_length=args.max_new_tokens,
+        temperature=args.temperature,
+        top_p=1.0,
+        top_k=0,
+        beta=args.beta,
+        loss_type=args.loss_type,
+        num_iterations=args.mu,
+        epsilon=0.2,
+        epsilon_high=0.28,
+        scale_rewards="group",
+        learning_rate=args.lr,
+        lr_scheduler_type="constant",
+        warmup_steps=0,
+        max_grad_norm=1.0,
+        adam_beta2=0.99,
+        weight_decay=0.0,
+        max_steps=args.steps * args.mu,
+        logging_steps=1,
+        report_to="none",
+        save_strategy="no",
+        seed=args.seed,
+        use_cpu=True,
+        bf16=args.dtype == "bfloat16",
+        gradient_checkpointing=args.gradient_checkpointing,
+        shuffle_dataset=False,
+        log_completions=False,
+        dataloader_num_workers=0,
+        generation_kwargs={"min_new_tokens": args.max_new_tokens} if args.fixed_length else None,
+    )
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=reward,
+        args=config,
+        train_dataset=Dataset.from_list(rows),
+        processing_class=tokenizer,
+    )
+    clock = Clock()
+
+    def record(a, out):
+        clock.lengths[0].extend(len(p) for p in a[0])
+        clock.lengths[1].extend(len(c) for c in out[0])
+
+    trainer._generate_single_turn = clock.wrap("generate", trainer._generate_single_turn, record)
+    trainer._calculate_rewards = clock.wrap("score", trainer._calculate_rewards)
+    if getattr(trainer, "vllm_generation", None) is not None:
+        trainer.vllm_generation.sync_weights = clock.wrap("sync", trainer.vllm_generation.sync_weights)
+
+    class Timing(TrainerCallback):
+        def on_step_begin(self, *a, **kw):
+            clock.begin()
+
+        def on_step_end(self, *a, **kw):
+            clock.end()
+
+    trainer.add_callback(Timing())
+    torch.manual_seed(args.seed)
+    trainer.train()
+    # TRL counts optimizer steps; with mu > 1 a generation batch spans mu of them: merge them into one GRPO step.
+    steps = []
+    for i in range(0, len(clock.steps), args.mu):
+        chunk = clock.steps[i : i + args.mu]
+        merged = {k: sum(s[k] for s in chunk) for k in ("step_time", *PHASES)}
+        steps.append(
+            merged
+            | {"prompt_lengths": chunk[0]["prompt_lengths"], "completion_lengths": chunk[0]["completion_lengths"]}
+        )
+    return {"steps": steps, "model_config": model.config.to_dict()}
+
+
+def run_rollout(args: argparse.Namespace, prepared: dict[str, Any], workdir: Path) -> dict[str, Any]:
+    from medzero_pl.models import load_causal_lm
+    from medzero_pl.rollout.base import SamplingParams
+    from medzero_pl.rollout.hf import HFRolloutEngine
+
+    sizes = [int(b) for b in args.batch_sizes.split(",")]
+    items, tokenizer = load_items(prepared, prepared["rollout_prompts_file"])
+    model = load_causal_lm(prepared["model"], dtype=args.dtype)
+    engines: dict[str, Any] = {"hf": fixed_length_engine(HFRolloutEngine(model, tokenizer), args.max_new_tokens)}
+    unavailable: dict[str, str] = {}
+    try:
+        import vllm  # noqa: F401
+
+        unavailable["vllm"] = "vllm imports, but this checkout has no vLLM engine wired into the benchmark yet"
+    except ImportError as err:
+        unavailable["vllm"] = f"not installed in this environment ({err})"
+    sampling = SamplingParams(args.max_new_tokens, args.temperature, seed=args.seed)
+    results = []
+    for name, engine in engines.items():
+        engine.generate([items[0]["prompt_ids"]], 1, SamplingParams(4, args.temperature, seed=0))  # warm-up
+        for size in sizes:
+            prompts = [item["prompt_ids"] for item in items[: max(1, size // args.generations)]]
+            t = time.perf_counter()
+            out = engine.generate(prompts, args.generations, sampling)
+            elapsed = time.perf_counter() - t
+            tokens = sum(len(c) for c in out.completion_ids)
+            results.append(
+                {
+                    "engine": name,
+                    "batch": len(out),
+                    "tokens": tokens,
+                    "seconds": elapsed,
+                    "tokens_per_second": tokens / elapsed,
+                    "prompt_lengths": [len(p) for p in prompts for _ in range(args.generations)],
+                }
+            )
+    return {"rollout": results, "unavailable": unavailable, "model_config": model.config.to_dict()}
+
+
+def run_forward(args: argparse.Namespace, prepared: dict[str, Any], workdir: Path) -> dict[str, Any]:
+    """One micro-batch of P x G rows (real prompts, random completions of --max-new-tokens): forward + backward time
+    and activation memory (bytes autograd saves for backward, parameters excluded) of each training-forward variant."""
+    import torch
+
+    from medzero_pl.forward import completion_logprobs_and_entropy
+    from medzero_pl.models import load_causal_lm
+
+    items, tokenizer = load_items(prepared, prepared["prompts_file"])
+    model = load_causal_lm(prepared["model"], dtype=args.dtype).train()
+    if args.layers:  # activations per layer are identical: measure a few layers, extrapolate linearly
+        model.model.layers = model.model.layers[: args.layers]
+        model.config.num_hidden_layers = args.layers
+        if getattr(model.config, "layer_types", None):
+            model.config.layer_types = model.config.layer_types[: args.layers]
+    params = {p.data_ptr() for p in model.parameters()}
+    g = torch.Generator().manual_seed(args.seed)
+    prompts = [item["prompt_ids"] for item in items for _ in range(args.generations)]
+    lp, lc = max(map(len, prompts)), args.max_new_tokens
+    ids = torch.full((len(prompts), lp + lc), tokenizer.pad_token_id or 0, dtype=torch.long)
+    attn = torch.zeros_like(ids)
+    for i, p in enumerate(prompts):
+        ids[i, lp - len(p) : lp], attn[i, lp - len(p) :] = torch.tensor(p), 1
+    ids[:, lp:] = torch.randint(0, model.config.vocab_size, (len(prompts), lc), generator=g)
+    results = []
+    for checkpointing in (False, True):
+        if checkpointing:
+            model.gradient_checkpointing_enable()
+        for shared in (False, True):
+            if shared and checkpointing:
+                continue  # falls back to the plain forward (HF drops the cache under checkpointing)
+            saved: dict[int, int] = {}
+
+            def pack(t, saved=saved):
+                if t.data_ptr() not in params:
+                    saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+                return t
+
+            times, cpu = [], []
+            for _ in range(max(1, args.steps)):  # --steps repetitions; the first is warm-up when there are more
+                model.zero_grad(set_to_none=True)
+                saved.clear()  # activations of this repetition only
+                t, c = time.perf_counter(), time.process_time()
+                with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+                    logp, _ = completion_logprobs_and_entropy(
+                        model, ids, attn, ids[:, lp:], args.temperature, shared_prompt=shared
+                    )
+                (logp * attn[:, lp:]).sum().backward()
+                times.append(time.perf_counter() - t)
+                cpu.append(time.process_time() - c)
+            results.append(
+                {
+                    "variant": ("shared" if shared else "plain") + (" + checkpointing" if checkpointing else ""),
+                    "seconds": statistics.median(times[1:] or times),
+                    "cpu_seconds": statistics.median(cpu[1:] or cpu),
+                    "activation_mb": sum(saved.values()) / 2**20,
+                    "rows": len(prompts),
+                    "prompt_width": lp,
+                    "completion_tokens": lc,
+                }
+            )
+            print(f"forward: {results[-1]}", file=sys.stderr, flush=True)
+    return {"forward": results, "model_config": model.config.to_dict()}
+
+
+WORKERS = {"medzero": run_medzero, "trl": run_trl, "rollout": run_rollout, "forward": run_forward}
+
+
+def worker_main(args: argparse.Namespace) -> None:
+    import torch
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    torch.set_num_threads(args.threads)
+    prepared = json.loads(args.prepared)
+    with tempfile.TemporaryDirectory() as tmp:
+        result = WORKERS[args.worker](args, prepared, Path(tmp))
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["threads"] = torch.get_num_threads()
+    print("BENCH_RESULT " + json.dumps(result))
+
+
+def launch(worker: str, argv: list[str], prepared: dict[str, Any], threads: int) -> dict[str, Any]:
+    env = os.environ | {
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": str(threads),
+        "TOKENIZERS_PARALLELISM": "false",
+        "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    }
+    cmd = [sys.executable, str(Path(__file__).resolve()), *argv, "--worker", worker, "--prepared", json.dumps(prepared)]
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=ROOT)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("BENCH_RESULT ")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"{worker} run failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
+    result = json.loads(lines[-1].removeprefix("BENCH_RESULT "))
+    result["wall_seconds"] = time.perf_counter() - t
+    return result
+
+
+# ------------------------------------------------------------------------------------------ FLOPs and limits
+def matmul_rate(threads: int, seconds: float = 1.0) -> float:
+    """Best sustained fp32 GFLOP/s of a model-shaped matmul ((2048 x 576) @ (576 x 1536)) on `threads` threads."""
+    import torch
+
+    torch.set_num_threads(threads)
+    a, b = torch.randn(2048, 576), torch.randn(576, 1536)
+    flops = 2 * a.shape[0] * a.shape[1] * b.shape[1]
+    best = 0.0
+    for _ in range(3):
+        n, t = 0, time.perf_counter()
+        while time.perf_counter() - t < seconds / 3:
+            a @ b
+            n += 1
+        best = max(best, n * flops / (time.perf_counter() - t) / 1e9)
+    return best
+
+
+def model_shape(config: dict[str, Any]) -> dict[str, int]:
+    d, layers = config["hidden_size"], config["num_hidden_layers"]
+    heads, kv = config["num_attention_heads"], config.get("num_key_value_heads") or config["num_attention_heads"]
+    head_dim = config.get("head_dim") or d // heads
+    per_layer = d * heads * head_dim * 2 + 2 * d * kv * head_dim + 3 * d * config["intermediate_size"]
+    return {"layers": layers, "attn": heads * head_dim, "body": layers * per_layer, "head": d * config["vocab_size"]}
+
+
+def forward_flops(shape: dict[str, int], context: int, with_head: bool = True) -> float:
+    """Forward FLOPs of one token attending to `context` positions."""
+    return 2 * (shape["body"] + (shape["head"] if with_head else 0)) + 4 * shape["layers"] * shape["attn"] * context
+
+
+def step_flops(shape: dict[str, int], prompt_lengths: list[int], completion_lengths: list[int], group: int):
+    """(generation, training) FLOP floors of one step: each distinct prompt once, every completion token once."""
+    gen = train = 0.0
+    for g in range(0, len(prompt_lengths), group):
+        lp = prompt_lengths[g]
+        prompt = sum(forward_flops(shape, i + 1, with_head=False) for i in range(lp))
+        gen += prompt + 2 * shape["head"]  # the last prompt position's logits start decoding
+        train += 3 * prompt
+        for lc in completion_lengths[g : g + group]:
+            tokens = sum(forward_flops(shape, lp + t + 1) for t in range(lc))
+            gen += tokens
+            train += 3 * tokens
+    return gen, train
+
+
+# ------------------------------------------------------------------------------------------------- reporting
+def summarise(runs: list[dict[str, Any]], shape: dict[str, int], group: int, rate: float) -> dict[str, Any]:
+    steps = [s for run in runs for s in (run["steps"][1:] or run["steps"])]  # each run's first step is warm-up
+    keys = ("step_time", *PHASES, "cpu_step_time", "cpu_generate", "cpu_train")
+    median = {k: statistics.median(s.get(k, float("nan")) for s in steps) for k in keys}
+    tokens = [sum(s["completion_lengths"]) for s in steps]
+    flops = [step_flops(shape, s["prompt_lengths"], s["completion_lengths"], group) for s in steps]
+    return {
+        **median,
+        "tokens_per_second": sum(tokens) / sum(s["step_time"] for s in steps),
+        "mean_completion_length": statistics.mean(c for s in steps for c in s["completion_lengths"]),
+        "mean_prompt_length": statistics.mean(p for s in steps for p in s["prompt_lengths"]),
+        "limit_generate": statistics.median(f[0] for f in flops) / (rate * 1e9),
+        "limit_train": statistics.median(f[1] for f in flops) / (rate * 1e9),
+        "peak_rss_mb": max(run["peak_rss_mb"] for run in runs),
+        "steps_measured": len(steps),
+    }
+
+
+def table(summaries: dict[str, dict[str, Any]]) -> str:
+    names = list(summaries)
+    rows = [
+        ("median step (s)", "step_time", "{:.2f}"),
+        ("completion tokens/s", "tokens_per_second", "{:.2f}"),
+        ("mean completion length", "mean_completion_length", "{:.1f}"),
+        ("mean prompt length", "mean_prompt_length", "{:.1f}"),
+        ("generation (s)", "generate", "{:.2f}"),
+        ("  limit (s)", "limit_generate", "{:.3g}"),
+        ("scoring (s)", "score", "{:.3f}"),
+        ("training (s)", "train", "{:.2f}"),
+        ("  limit (s)", "limit_train", "{:.3g}"),
+        ("weight sync (s)", "sync", "{:.3f}"),
+        ("CPU time: step (s)", "cpu_step_time", "{:.1f}"),
+        ("CPU time: generation (s)", "cpu_generate", "{:.1f}"),
+        ("CPU time: training (s)", "cpu_train", "{:.1f}"),
+        ("peak RSS (MB)", "peak_rss_mb", "{:.0f}"),
+    ]
+    header = "| | " + " | ".join(names) + (" | medzero / trl |" if len(names) == 2 else " |")
+    lines = [header, "|---" * (len(names) + 1 + (len(names) == 2)) + "|"]
+    for label, key, fmt in rows:
+        cells = [fmt.format(summaries[n][key]) for n in names]
+        if len(names) == 2:
+            a, b = summaries["medzero"][key], summaries["trl"][key]
+            cells.append(f"{a / b:.2f}x" if b else "-")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    if args.worker:
+        worker_main(args)
+        return 0
+    forwarded = [a for a in argv if a != "--json" and not a.startswith("--json=")]
+    if args.json and args.json in forwarded:
+        forwarded.remove(args.json)
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared = prepare(args, Path(tmp))
+        rate = matmul_rate(args.threads)
+        print(f"matmul rate: {rate:.1f} GFLOP/s on {args.threads} threads (fp32, (2048x576)@(576x1536))")
+        if args.rollout_only:
+            result = launch("rollout", forwarded, prepared, args.threads)
+            print(rollout_table(result))
+            report = {"matmul_gflops": rate, "rollout": result}
+        elif args.forward_only:
+            result = launch("forward", forwarded, prepared, args.threads)
+            print(forward_table(result))
+            report = {"matmul_gflops": rate, "forward": result}
+        else:
+            trainers = [t.strip() for t in args.trainers.split(",") if t.strip()]
+            unknown = set(trainers) - set(TRAINERS)
+            if unknown:
+                raise SystemExit(f"unknown trainers {sorted(unknown)}; valid: {', '.join(TRAINERS)}")
+            runs: dict[str, list[dict[str, Any]]] = {t: [] for t in trainers}
+            for r in range(args.rounds):
+                order = trainers if r % 2 == 0 else trainers[::-1]  # alternate, so drift hits both
+                for name in order:
+                    runs[name].append(launch(name, forwarded, prepared, args.threads))
+                    if args.json:  # kept as runs finish, so an interrupted comparison still leaves its raw data
+                        Path(args.json + ".partial").write_text(json.dumps(runs, default=str))
+                    print(f"round {r + 1}: {name} done in {runs[name][-1]['wall_seconds']:.1f} s", flush=True)
+            shape = model_shape(runs[trainers[0]][0]["model_config"])
+            summaries = {name: summarise(rs, shape, args.generations, rate) for name, rs in runs.items()}
+            print(setting_line(args))
+            print(table(summaries))
+            report = {"matmul_gflops": rate, "setting": vars(args), "summaries": summaries, "runs": runs}
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1, default=str))
+    return 0
+
+
+def setting_line(args: argparse.Namespace) -> str:
+    return (
+        f"setting: {args.prompts} prompts x {args.generations} completions, <= {args.max_new_tokens} tokens"
+        f"{' (fixed length)' if args.fixed_length else ''}, K={args.steps} steps x {args.rounds} rounds, "
+        f"T={args.temperature}, seed {args.seed}, {args.dtype}, beta {args.beta}, {args.loss_type}, mu {args.mu}, "
+        f"micro-batch {args.micro_batch}, gradient checkpointing {'on' if args.gradient_checkpointing else 'off'}, "
+        f"medzero shared-prompt forward {'off' if args.no_shared_prompt else 'on'}, {args.threads} threads"
+    )
+
+
+def forward_table(result: dict[str, Any]) -> str:
+    lines = [
+        "| variant | rows | prompt width | completion | fwd+bwd wall (s) | fwd+bwd CPU (s) | activations (MB) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in result["forward"]:
+        lines.append(
+            f"| {r['variant']} | {r['rows']} | {r['prompt_width']} | {r['completion_tokens']} | {r['seconds']:.2f} "
+            f"| {r['cpu_seconds']:.2f} | {r['activation_mb']:.0f} |"
+        )
+    lines.append(f"peak RSS of the process: {result['peak_rss_mb']:.0f} MB")
+    return "\n".join(lines)
+
+
+def rollout_table(result: dict[str, Any]) -> str:
+    lines = ["| engine | batch | tokens | seconds | tokens/s |", "|---|---|---|---|---|"]
+    for r in result["rollout"]:
+        lines.append(
+            f"| {r['engine']} | {r['batch']} | {r['tokens']} | {r['seconds']:.2f} | {r['tokens_per_second']:.1f} |"
+        )
+    for name, reason in result["unavailable"].items():
+        lines.append(f"| {name} | unavailable: {reason} | | | |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
