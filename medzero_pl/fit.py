@@ -23,6 +23,7 @@ from lightning.pytorch.loggers import CSVLogger, Logger
 
 from medzero_pl.callbacks.checkpointing import AtomicCheckpointIO, LastCheckpoint, latest_checkpoint
 from medzero_pl.callbacks.samples import CompletionSamples
+from medzero_pl.callbacks.weight_sync import WeightSync
 from medzero_pl.config import Config, ConfigError, compose, field_help, to_yaml
 from medzero_pl.data.datamodule import MedZeroDataModule
 from medzero_pl.module import GRPOModule
@@ -66,13 +67,15 @@ def build(cfg: Config) -> tuple[Trainer, GRPOModule, MedZeroDataModule, LastChec
     seed_everything(cfg.seed, workers=True)
     run_dir = Path(cfg.run_dir)
     datamodule = MedZeroDataModule(cfg.data, cfg.prompt, tokenizer=cfg.model.name_or_path)
-    module = GRPOModule(cfg.model, cfg.grpo, cfg.optim, cfg.rewards, seed=cfg.seed)
+    module = GRPOModule(cfg.model, cfg.grpo, cfg.optim, cfg.rewards, seed=cfg.seed, rollout=cfg.rollout)
     checkpoint = LastCheckpoint(run_dir / "checkpoints", every_n_steps=cfg.trainer.checkpoint_every_n_steps)
     callbacks: list[Callback] = [checkpoint]
     if cfg.logging.log_completions:
         callbacks.append(CompletionSamples(run_dir / "completions.jsonl", per_step=cfg.logging.log_completions))
     if cfg.trainer.enable_progress_bar:
         callbacks.append(StepProgressBar())
+    if cfg.rollout.engine != "hf":  # an engine with its own copy of the weights
+        callbacks.append(WeightSync())
     trainer = Trainer(**trainer_kwargs(cfg), callbacks=callbacks, logger=loggers(cfg), plugins=[AtomicCheckpointIO()])
     return trainer, module, datamodule, checkpoint
 
@@ -108,7 +111,7 @@ def cli_config(cfg: Config) -> dict[str, Any]:
     return {
         "seed_everything": cfg.seed,
         "trainer": trainer,
-        "model": {k: plain[k] for k in ("model", "grpo", "optim", "rewards")} | {"seed": cfg.seed},
+        "model": {k: plain[k] for k in ("model", "grpo", "optim", "rewards", "rollout")} | {"seed": cfg.seed},
         "data": {"data": plain["data"], "prompt": plain["prompt"]},  # the CLI links data.tokenizer to the model
     }
 
