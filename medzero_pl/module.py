@@ -293,8 +293,8 @@ class GRPOModule(LightningModule):
         packed = {}
         if rollouts.logprobs is not None:
             sampler_logp = torch.zeros((rows, lc), dtype=torch.float32)
-            for i, lp in enumerate(rollouts.logprobs):
-                sampler_logp[i, : len(lp)] = torch.tensor(lp, dtype=torch.float32)
+            for i, values in enumerate(rollouts.logprobs):
+                sampler_logp[i, : len(values)] = torch.tensor(values, dtype=torch.float32)
             packed["sampler_logp"] = sampler_logp.to(self.device)
         return packed | {
             "input_ids": input_ids.to(self.device),

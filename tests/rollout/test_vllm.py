@@ -23,6 +23,7 @@ from medzero_pl.grpo import completion_logprobs
 from medzero_pl.rollout import HFRolloutEngine, SamplingParams, build_engine
 from tests.tiny import make_tiny_model_dir
 
+pytestmark = pytest.mark.slow  # each module starts a vLLM engine (12-30 s on 2 cores)
 PROMPTS = [[5, 30, 31], [40], [12, 13, 14, 15, 16], [70, 2]]
 GREEDY = SamplingParams(max_new_tokens=12, temperature=0.0)
 VLLM = RolloutConfig(engine="vllm", max_model_len=256, kv_cache_gib=0.05)
