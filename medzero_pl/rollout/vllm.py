@@ -23,6 +23,8 @@ Choices worth knowing:
   derived from (seed, step), decides everything.
 - Ends of completions follow `HFRolloutEngine`: `eos_ids` are passed as stop tokens, the EOS token is kept in the
   ids (finish reason "stop"), a completion that hits `max_new_tokens` is "length".
+- Threads. vLLM's worker sets torch to 1 intra-op thread for serving unless OMP_NUM_THREADS is set; in-process that
+  is the trainer's setting too, so the caller's thread count is restored after start-up.
 - Sleep mode (GPU only; vLLM's CPU worker ignores it): `sleep()` offloads weights to host memory and drops the KV
   cache (level 1) while the trainer runs; `generate` and `update_weights` wake the engine first.
 - Tensor parallelism: `tensor_parallel_size > 1` uses vLLM's `external_launcher` backend, which needs one training
@@ -88,7 +90,9 @@ class VLLMEngine:
             kwargs["kv_cache_memory_bytes"] = int(s.kv_cache_gib * 2**30)
         if s.tensor_parallel_size > 1:
             kwargs["distributed_executor_backend"] = "external_launcher"
+        threads = torch.get_num_threads()
         self.llm = LLM(**kwargs)
+        torch.set_num_threads(threads)  # vLLM sets 1 for serving; in-process that would also slow the trainer down
         self.sleeping = False
         # Probed once: does every parameter keep its checkpoint layout (load_weights) or were some repacked (reload)?
         self.load_path = "load_weights" if all(self._apply(_keeps_checkpoint_layout)) else "reload_weights"
@@ -146,8 +150,8 @@ class VLLMEngine:
         self.llm.reset_prefix_cache()
 
     def named_weights(self) -> dict[str, torch.Tensor]:
-        """The engine's weights in vLLM's names and checkpoint layout (packed CPU linears are read back), for tests."""
-        return self._apply(_read_weights)[0]
+        """The engine's weights on CPU, in vLLM's names and checkpoint layout (packed CPU linears are read back)."""
+        return {name: tensor.cpu() for name, tensor in self._apply(_read_weights)[0].items()}
 
     # --------------------------------------------------------------------------------------- sleep mode
     def sleep(self) -> None:
@@ -197,6 +201,6 @@ def _read_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
         weight = getattr(module, "weight", None)
         if linear is not None and isinstance(weight, torch.Tensor) and weight.numel() == 0:
             # A packed CPU linear computes x @ W.T; feeding the identity reads W back exactly.
-            eye = torch.eye(module.input_size_per_partition, dtype=weight.dtype)
+            eye = torch.eye(module.input_size_per_partition, dtype=weight.dtype, device=weight.device)
             weights[f"{name}.weight"] = linear(eye, weight, None).t().contiguous()
     return weights

@@ -69,7 +69,7 @@ def test_grpo_with_vllm_syncs_once_per_optimizer_step_and_samples_from_the_curre
 
     # The policy moved in the last step (lr 1e-2), and the next rollout is preceded by a sync that makes them equal.
     engine_weights = module.engine.named_weights()
-    policy = in_engine_layout({n: p.detach() for n, p in module.policy.named_parameters()})
+    policy = in_engine_layout({n: p.detach().cpu() for n, p in module.policy.named_parameters()})
     assert any(not torch.equal(engine_weights[n][: t.shape[0]], t) for n, t in policy.items())
     sync.sync(trainer, module)
     engine_weights = module.engine.named_weights()

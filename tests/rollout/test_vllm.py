@@ -87,7 +87,7 @@ def test_every_engine_weight_equals_the_policys_after_a_sync(setup):
     engine, policy, _ = setup
     perturb(policy, seed=2)
     engine.update_weights((f"module.{name}", p) for name, p in policy.named_parameters())  # wrapper prefixes go
-    expected = in_engine_layout({name: p.detach() for name, p in policy.named_parameters()})
+    expected = in_engine_layout({name: p.detach().cpu() for name, p in policy.named_parameters()})
     actual = engine.named_weights()
     assert expected.keys() == actual.keys()
     for name, tensor in expected.items():
