@@ -223,6 +223,62 @@ def eval_settings(e: EvalConfig):
 
 
 @dataclass
+class RolloutConfig:
+    engine: str = "hf"
+    """What generates the rollouts: hf (`model.generate` on the policy) | vllm (colocated vLLM, weights synced after
+    every optimizer step; needs the `vllm` extra)."""
+    gpu_memory_utilization: float = 0.5
+    """vllm: fraction of GPU memory the engine may take (weights + KV cache); the rest is the trainer's."""
+    max_model_len: int = 2048
+    """vllm: longest prompt + completion, in tokens; at least data.max_prompt_length + grpo.max_completion_length."""
+    tensor_parallel_size: int = 1
+    """vllm: GPUs per engine (> 1 uses vLLM's external_launcher, one training process per shard; not verified)."""
+    enforce_eager: bool = True
+    """vllm: no CUDA graphs (faster start, slower decoding); set false for long GPU runs."""
+    enable_sleep_mode: bool = False
+    """vllm, GPU only: offload the engine's weights and drop its KV cache while the trainer runs."""
+    kv_cache_gib: float | None = None
+    """vllm: KV cache size; None derives it from gpu_memory_utilization on GPU and uses 1 GiB on CPU."""
+    off_policy_correction: str = "token"
+    """Truncated importance sampling against the sampler's log-probs (vllm only): token | sequence | none."""
+    off_policy_cap: float = 2.0
+    """Upper bound of the importance weight (verl's rollout_is_threshold; TRL's clip_max is 3.0)."""
+
+
+def rollout_problems(cfg: Config) -> list[str]:
+    """Problems with `cfg.rollout`, for `validate`."""
+    from medzero_pl.grpo.correction import CORRECTIONS
+
+    r, problems = cfg.rollout, []
+    if r.engine not in ("hf", "vllm"):
+        problems.append(f"rollout.engine={r.engine!r}: expected hf | vllm")
+    if r.off_policy_correction not in CORRECTIONS:
+        problems.append(
+            f"rollout.off_policy_correction={r.off_policy_correction!r}: expected {' | '.join(CORRECTIONS)}"
+        )
+    if r.off_policy_cap < 1:
+        problems.append(
+            f"rollout.off_policy_cap={r.off_policy_cap}: expected >= 1 (a weight cap below 1 shrinks every token)"
+        )
+    if r.engine == "vllm":
+        needed = cfg.data.max_prompt_length + cfg.grpo.max_completion_length
+        if r.max_model_len < needed:
+            problems.append(
+                f"rollout.max_model_len={r.max_model_len} < data.max_prompt_length + grpo.max_completion_length = "
+                f"{needed}: vLLM would cut prompts or completions"
+            )
+        if cfg.grpo.temperature > 2:
+            problems.append(f"grpo.temperature={cfg.grpo.temperature}: vLLM samples at temperatures up to 2 only")
+        if not 0 < r.gpu_memory_utilization <= 1:
+            problems.append(f"rollout.gpu_memory_utilization={r.gpu_memory_utilization}: expected 0 < value <= 1")
+        if r.tensor_parallel_size < 1:
+            problems.append(f"rollout.tensor_parallel_size={r.tensor_parallel_size}: expected >= 1")
+        if r.kv_cache_gib is not None and r.kv_cache_gib <= 0:
+            problems.append(f"rollout.kv_cache_gib={r.kv_cache_gib}: expected > 0 or null")
+    return problems
+
+
+@dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -233,6 +289,7 @@ class Config:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
     experiment: str | None = None
     """Name of the experiment file in conf/experiment applied on top of the defaults."""
     run_dir: str | None = None
@@ -393,6 +450,7 @@ def validate(cfg: Config) -> None:
             )
     problems += _lightning_problems(t.lightning)
     problems += eval_problems(cfg.eval)
+    problems += rollout_problems(cfg)
     if problems:
         raise ConfigError("invalid configuration: " + "; ".join(problems))
 

@@ -31,7 +31,7 @@ def build(cfg: Config) -> tuple[MedZeroTrainer, GRPOModule, MedZeroDataModule]:
     """Every object of a run, built from one config."""
     seed_everything(cfg.seed, workers=True)
     datamodule = MedZeroDataModule(cfg.data, cfg.prompt, tokenizer=cfg.model.name_or_path)
-    module = GRPOModule(cfg.model, cfg.grpo, cfg.optim, cfg.rewards, seed=cfg.seed)
+    module = GRPOModule(cfg.model, cfg.grpo, cfg.optim, cfg.rewards, seed=cfg.seed, rollout=cfg.rollout)
     trainer = MedZeroTrainer(
         **trainer_arguments(cfg), overwrite=cfg.overwrite, resume_allow_changes=cfg.resume_allow_changes
     )

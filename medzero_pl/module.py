@@ -27,15 +27,16 @@ import torch
 from lightning.pytorch import LightningModule
 from transformers import get_scheduler
 
-from medzero_pl.config import GRPOConfig, ModelConfig, OptimConfig
+from medzero_pl.config import GRPOConfig, ModelConfig, OptimConfig, RolloutConfig
 from medzero_pl.data.datamodule import collate
 from medzero_pl.errors import UserError
 from medzero_pl.forward import completion_logprobs_and_entropy
 from medzero_pl.grpo import group_advantages, grpo_loss
-from medzero_pl.models import load_causal_lm, load_tokenizer
+from medzero_pl.grpo.correction import corrected_advantages, sampler_mismatch
+from medzero_pl.models import load_causal_lm, load_tokenizer, resolve_model
 from medzero_pl.rewards import RewardSpec, build_rewards
+from medzero_pl.rollout import build_engine
 from medzero_pl.rollout.base import RolloutEngine, Rollouts, SamplingParams
-from medzero_pl.rollout.hf import HFRolloutEngine
 from medzero_pl.strategies import clip_and_step, prepare_reference
 
 RNG_KEY = "medzero_rng"
@@ -52,11 +53,13 @@ class GRPOModule(LightningModule):
         optim: OptimConfig | None = None,
         rewards: list[RewardSpec] | None = None,
         seed: int = 0,
+        rollout: RolloutConfig | None = None,
     ) -> None:
         super().__init__()
         self.model_config = model or ModelConfig()
         self.grpo = grpo or GRPOConfig()
         self.optim = optim or OptimConfig()
+        self.rollout_config = rollout or RolloutConfig()
         self.seed = seed
         # Plain containers only, so checkpoints load with torch.load(weights_only=True).
         self.save_hyperparameters(
@@ -66,6 +69,7 @@ class GRPOModule(LightningModule):
                 "optim": asdict(self.optim),
                 "rewards": [asdict(r) if is_dataclass(r) else dict(r) for r in rewards or []],
                 "seed": seed,
+                "rollout": asdict(self.rollout_config),
             }
         )
         self.automatic_optimization = False
@@ -89,7 +93,9 @@ class GRPOModule(LightningModule):
             reference.requires_grad_(False).eval()
             # A plain attribute, not a submodule: frozen weights stay out of checkpoints and the optimizer.
             object.__setattr__(self, "reference", reference)
-        self.engine = HFRolloutEngine(self.policy, self.tokenizer)
+        path = resolve_model(self.model_config.name_or_path)
+        rank_seed = self.seed + self.global_rank
+        self.engine = build_engine(self.rollout_config, self.policy, self.tokenizer, path, seed=rank_seed)
 
     @property
     def optimizer_steps_per_batch(self) -> int:
@@ -146,10 +152,11 @@ class GRPOModule(LightningModule):
         return SamplingParams(g.max_completion_length, g.temperature, g.top_p, g.top_k, seed=None)
 
     def sync_weights(self) -> None:
-        """Push the policy's current weights into the rollout engine (no-op for the in-process HF engine)."""
-        sync = getattr(self.engine, "sync_weights", None)
-        if sync is not None:
-            sync(self.policy)
+        """Push the policy's current weights into the rollout engine (no-op for the HF engine, which shares them).
+
+        Training runs do this through `callbacks.weight_sync.WeightSync`, which also logs and skips unchanged weights.
+        """
+        self.engine.update_weights(self.policy.named_parameters())
 
     # -------------------------------------------------------------------------------------- training
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
@@ -158,6 +165,7 @@ class GRPOModule(LightningModule):
         t0 = time.perf_counter()
         sampling = replace(self.sampling, seed=self._step_seed(self.batches_trained))
         rollouts = self.engine.generate(batch["prompt_ids"], G, sampling)
+        self.engine.sleep()  # frees a vLLM engine's GPU memory while training (sleep mode only); no-op otherwise
         t_gen = time.perf_counter()
 
         columns = {k: repeat_each(v, G) for k, v in batch.items() if k not in ("prompt_ids",)}
@@ -225,6 +233,10 @@ class GRPOModule(LightningModule):
             with torch.no_grad():
                 ref_logp = torch.cat([self._logprobs(self.reference, inputs, s)[0] for s in slices])
 
+        # Sampled by another engine (vLLM): truncated importance sampling against the sampler's log-probs.
+        sampler_logp = inputs.get("sampler_logp")
+        r = self.rollout_config
+
         # Old log-probs are those of the policy before this batch's first update: exactly what the first pass
         # computes, so passes 2..mu reuse them instead of running a separate no-grad forward.
         old_logp: torch.Tensor | None = None
@@ -236,11 +248,17 @@ class GRPOModule(LightningModule):
                 logp, entropy = self._logprobs(self.policy, inputs, s, with_entropy=True)
                 if old_logp is None:
                     first_pass.append(logp.detach())
+                behaviour_logp = old_logp[s] if old_logp is not None else logp.detach()
+                adv = advantages[s]
+                if sampler_logp is not None:
+                    adv = corrected_advantages(
+                        adv, behaviour_logp, sampler_logp[s], mask[s], r.off_policy_correction, r.off_policy_cap
+                    )
                 loss, metrics = grpo_loss(
                     logp,
-                    old_logp[s] if old_logp is not None else logp.detach(),
+                    behaviour_logp,
                     ref_logp[s] if ref_logp is not None else None,
-                    advantages[s],
+                    adv,
                     mask[s],
                     beta=g.beta,
                     epsilon_low=g.epsilon_low,
@@ -262,7 +280,10 @@ class GRPOModule(LightningModule):
             sums["grad_norm"] = sums.get("grad_norm", 0.0) + norm.item()
             sched.step()
             old_logp = old_logp if old_logp is not None else torch.cat(first_pass)
-        return {k: torch.tensor(v / g.num_iterations) for k, v in sums.items()}
+        result = {k: torch.tensor(v / g.num_iterations) for k, v in sums.items()}
+        if sampler_logp is not None:
+            result |= sampler_mismatch(old_logp, sampler_logp, mask, r.off_policy_cap)
+        return result
 
     def _logprobs(
         self, model: torch.nn.Module, inputs: dict[str, torch.Tensor], rows: slice, with_entropy: bool = False
@@ -293,7 +314,13 @@ class GRPOModule(LightningModule):
                 input_ids[i, lp : lp + len(c)] = torch.tensor(c, dtype=torch.long)
                 attention[i, lp : lp + len(c)] = 1
         truncated = torch.tensor([r == "length" for r in rollouts.finish_reasons], dtype=torch.bool)
-        return {
+        packed = {}
+        if rollouts.logprobs is not None:
+            sampler_logp = torch.zeros((rows, lc), dtype=torch.float32)
+            for i, values in enumerate(rollouts.logprobs):
+                sampler_logp[i, : len(values)] = torch.tensor(values, dtype=torch.float32)
+            packed["sampler_logp"] = sampler_logp.to(self.device)
+        return packed | {
             "input_ids": input_ids.to(self.device),
             "attention_mask": attention.to(self.device),
             "completion_ids": input_ids[:, lp:].to(self.device),

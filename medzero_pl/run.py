@@ -28,6 +28,7 @@ from medzero_pl.callbacks.evaluation import Evaluation
 from medzero_pl.callbacks.language import LanguageMixing
 from medzero_pl.callbacks.samples import CompletionSamples
 from medzero_pl.callbacks.stats import CompletionStats
+from medzero_pl.callbacks.weight_sync import WeightSync
 from medzero_pl.config import (
     MANAGED_TRAINER_ARGS,
     Config,
@@ -193,7 +194,7 @@ class MedZeroTrainer(Trainer):
 
 def run_callbacks(trainer: MedZeroTrainer, progress_bar: bool) -> list[Callback]:
     """The callbacks every run has, whichever entry point built it."""
-    callbacks: list[Callback] = [trainer.checkpoint, RunRecord(), CompletionStats(), LanguageMixing()]
+    callbacks: list[Callback] = [trainer.checkpoint, RunRecord(), WeightSync(), CompletionStats(), LanguageMixing()]
     per_step = trainer.logging_config.log_completions
     if per_step:
         callbacks.append(CompletionSamples(trainer.run_dir / "completions.jsonl", per_step=per_step))
@@ -285,7 +286,7 @@ def cli_config(cfg: Config) -> dict[str, Any]:
     return {
         "seed_everything": cfg.seed,
         "trainer": trainer_arguments(cfg),
-        "model": {k: plain[k] for k in ("model", "grpo", "optim", "rewards")} | {"seed": cfg.seed},
+        "model": {k: plain[k] for k in ("model", "grpo", "optim", "rewards", "rollout")} | {"seed": cfg.seed},
         "data": {"data": plain["data"], "prompt": plain["prompt"]},  # the CLI links data.tokenizer to the model
     }
 
@@ -308,6 +309,7 @@ def config_of(trainer: MedZeroTrainer, module: Any, datamodule: Any) -> Config:
         trainer=TrainerConfig(**own, lightning=settings),
         logging=logging_config,
         eval=eval_config,
+        rollout=module.rollout_config,
         run_dir=run_dir,
         seed=module.seed,
     )

@@ -1,6 +1,47 @@
 """Rollout engines behind the ``RolloutEngine`` interface (``base.py``); vLLM is imported lazily in ``vllm.py``."""
 
-from medzero_pl.rollout.base import RolloutEngine, Rollouts, SamplingParams
-from medzero_pl.rollout.hf import HFRolloutEngine
+from __future__ import annotations
 
-__all__ = ["HFRolloutEngine", "RolloutEngine", "Rollouts", "SamplingParams"]
+from typing import Any
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from medzero_pl.rollout.base import RolloutEngine, Rollouts, SamplingParams
+from medzero_pl.rollout.hf import HFRolloutEngine, _eos_ids
+
+ENGINES = ("hf", "vllm")
+CPU_KV_CACHE_GIB = 1.0  # vLLM's CPU backend otherwise reserves about half of the machine's RAM for its KV cache
+
+
+def build_engine(
+    rollout: Any, policy: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, model_path: str, *, seed: int = 0
+) -> RolloutEngine:
+    """The engine `rollout.engine` names (a `RolloutConfig`), generating for `policy`.
+
+    `model_path` is the directory vLLM builds its own copy of the model from; `seed` seeds the engine (pass one per
+    rank). The HF engine generates with `policy` itself.
+    """
+    if rollout.engine == "hf":
+        return HFRolloutEngine(policy, tokenizer)
+    if rollout.engine == "vllm":
+        from medzero_pl.rollout.vllm import VLLMEngine, VLLMSettings
+
+        kv_cache_gib = rollout.kv_cache_gib
+        if kv_cache_gib is None and not torch.cuda.is_available():
+            kv_cache_gib = CPU_KV_CACHE_GIB
+        settings = VLLMSettings(
+            dtype=str(policy.dtype).removeprefix("torch."),
+            gpu_memory_utilization=rollout.gpu_memory_utilization,
+            max_model_len=rollout.max_model_len,
+            tensor_parallel_size=rollout.tensor_parallel_size,
+            enforce_eager=rollout.enforce_eager,
+            enable_sleep_mode=rollout.enable_sleep_mode,
+            kv_cache_gib=kv_cache_gib,
+            seed=seed,
+        )
+        return VLLMEngine(model_path, _eos_ids(policy, tokenizer), settings)
+    raise ValueError(f"rollout.engine={rollout.engine!r}: expected one of {', '.join(ENGINES)}")
+
+
+__all__ = ["ENGINES", "HFRolloutEngine", "RolloutEngine", "Rollouts", "SamplingParams", "build_engine"]

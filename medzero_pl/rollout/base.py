@@ -6,8 +6,11 @@ prompt-major order: completion ``i * n + j`` is sample ``j`` of prompt ``i``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
+
+from torch import Tensor
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,20 @@ class Rollouts:
 
 
 class RolloutEngine(Protocol):
-    """Generates completions; the module never looks inside it."""
+    """Generates completions; the module never looks inside it.
+
+    An engine that holds its own copy of the weights (vLLM) receives the policy's as `(name, tensor)` pairs after each
+    optimizer step; `sleep` frees its accelerator memory while the trainer runs. Engines that generate with the
+    policy itself (HF) implement all three as no-ops and set `owns_weights = False`, so nothing is gathered for them.
+    """
+
+    owns_weights: bool
+    """True when the engine keeps its own copy of the weights, which `update_weights` must refresh."""
 
     def generate(self, prompt_ids: list[list[int]], n: int, sampling: SamplingParams) -> Rollouts: ...
+
+    def update_weights(self, named_tensors: Iterable[tuple[str, Tensor]]) -> None: ...
+
+    def sleep(self) -> None: ...
+
+    def wake_up(self) -> None: ...

@@ -21,6 +21,8 @@ Choices worth knowing:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 
@@ -37,6 +39,8 @@ class HFRolloutEngine:
         batch_size: Most sequences (prompts x n) per ``generate`` call; None puts everything in one call.
         shared_prefill: Prefill each distinct prompt once and repeat its KV cache for its ``n`` rows.
     """
+
+    owns_weights = False  # it generates with the policy object itself
 
     def __init__(
         self,
@@ -86,6 +90,15 @@ class HFRolloutEngine:
         completion_ids = [ids for ids, _ in cut]
         texts = self.tokenizer.batch_decode(completion_ids, skip_special_tokens=True) if cut else []
         return Rollouts(completion_ids=completion_ids, texts=texts, finish_reasons=[reason for _, reason in cut])
+
+    def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
+        """No-op: this engine generates with the policy object itself, so it always has its weights."""
+
+    def sleep(self) -> None:
+        """No-op: the weights are the policy's, there is nothing of the engine's own to free."""
+
+    def wake_up(self) -> None:
+        """No-op."""
 
     def _generation_config(self, sampling: SamplingParams) -> GenerationConfig:
         greedy = sampling.temperature == 0

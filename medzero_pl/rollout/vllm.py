@@ -1,0 +1,208 @@
+"""Rollouts with vLLM, colocated: the engine lives in the training process and receives weights as named tensors.
+
+vLLM is imported here only, when the engine is built. The engine knows a model directory (to build its own copy of
+the architecture) and token ids; it never sees the training model. After each optimizer step the weight-sync callback
+(`medzero_pl/callbacks/weight_sync.py`) streams the policy's `(name, tensor)` pairs into `update_weights`.
+
+Choices worth knowing:
+
+- In-process engine. `VLLM_ENABLE_V1_MULTIPROCESSING=0` (set here unless the caller set it) keeps vLLM's engine core in
+  this process, so `update_weights` hands it a lazy iterator of tensors: nothing is pickled, and a ZeRO-3 source can
+  gather one bounded block at a time while vLLM consumes it. A tiny model starts in ~12-30 s on CPU.
+- How weights are loaded is read from the engine, not assumed. If every parameter of vLLM's model still has its
+  checkpoint layout, `model.load_weights(...)` copies into it (the usual GPU path, as in TRL's colocate mode). If
+  some were repacked away (vLLM's CPU backend moves linear weights into oneDNN/packed kernels and leaves empty
+  parameters), the worker's `reload_weights(weights_iterator=...)` restores the layout layer by layer, loads and
+  repacks. A tied LM head (it shares the embedding matrix but has its own packed copy on CPU) receives no tensor of
+  its own, so it is re-processed from the reloaded embedding afterwards. The prefix cache is reset after every update.
+- Log-probs. `logprobs_mode="processed_logprobs"`: the sampler's log-prob of each sampled token after temperature (and
+  top-k/top-p, which renormalise), i.e. of the distribution it really sampled from (TRL does the same). With
+  top_p = 1 and top_k = 0 this is exactly what the trainer computes, `log_softmax(logits / T)`.
+- Seeding. Each completion is its own request; completion `i * n + j` (sample `j` of prompt `i`) is sampled with
+  seed `sampling.seed + i * n + j` (vLLM's per-request generators), so a call replays exactly and the caller's seed,
+  derived from (seed, step), decides everything.
+- Ends of completions follow `HFRolloutEngine`: `eos_ids` are passed as stop tokens, the EOS token is kept in the
+  ids (finish reason "stop"), a completion that hits `max_new_tokens` is "length".
+- Threads. vLLM's worker sets torch to 1 intra-op thread for serving unless OMP_NUM_THREADS is set; in-process that
+  is the trainer's setting too, so the caller's thread count is restored after start-up.
+- Sleep mode (GPU only; vLLM's CPU worker ignores it): `sleep()` offloads weights to host memory and drops the KV
+  cache (level 1) while the trainer runs; `generate` and `update_weights` wake the engine first.
+- Tensor parallelism: `tensor_parallel_size > 1` uses vLLM's `external_launcher` backend, which needs one training
+  process per engine shard (torchrun). Not verified here (no GPU).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from medzero_pl.rollout.base import Rollouts, SamplingParams
+
+# Wrappers that prefix parameter names: torch.compile, DDP/DeepSpeed engines, Lightning's forward wrapper.
+WRAPPER_PREFIXES = ("_orig_mod.", "module.", "_forward_module.")
+
+
+@dataclass(frozen=True)
+class VLLMSettings:
+    """Engine arguments; `RolloutConfig` (config.py) documents each field."""
+
+    dtype: str = "float32"
+    gpu_memory_utilization: float = 0.5
+    max_model_len: int = 2048
+    tensor_parallel_size: int = 1
+    enforce_eager: bool = True
+    enable_sleep_mode: bool = False
+    kv_cache_gib: float | None = None
+    seed: int = 0
+
+
+class VLLMEngine:
+    """Generate completions with an in-process `vllm.LLM`.
+
+    Args:
+        model_path: A Hugging Face directory vLLM can load (architecture, config, tokenizer).
+        eos_ids: Token ids that end a completion (the policy's generation config plus the tokenizer's EOS).
+        settings: Engine arguments.
+    """
+
+    owns_weights = True
+
+    def __init__(self, model_path: str, eos_ids: Iterable[int], settings: VLLMSettings | None = None) -> None:
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        from vllm import LLM
+
+        self.settings = s = settings or VLLMSettings()
+        self.eos_ids = sorted(set(eos_ids))
+        kwargs: dict[str, Any] = {
+            "model": model_path,
+            "dtype": s.dtype,
+            "gpu_memory_utilization": s.gpu_memory_utilization,
+            "max_model_len": s.max_model_len,
+            "tensor_parallel_size": s.tensor_parallel_size,
+            "enforce_eager": s.enforce_eager,
+            "enable_sleep_mode": s.enable_sleep_mode,
+            "seed": s.seed,
+            "logprobs_mode": "processed_logprobs",
+        }
+        if s.kv_cache_gib is not None:
+            kwargs["kv_cache_memory_bytes"] = int(s.kv_cache_gib * 2**30)
+        if s.tensor_parallel_size > 1:
+            kwargs["distributed_executor_backend"] = "external_launcher"
+        threads = torch.get_num_threads()
+        self.llm = LLM(**kwargs)
+        torch.set_num_threads(threads)  # vLLM sets 1 for serving; in-process that would also slow the trainer down
+        self.sleeping = False
+        # Probed once: does every parameter keep its checkpoint layout (load_weights) or were some repacked (reload)?
+        self.load_path = "load_weights" if all(self._apply(_keeps_checkpoint_layout)) else "reload_weights"
+
+    # ---------------------------------------------------------------------------------------- rollouts
+    def generate(self, prompt_ids: list[list[int]], n: int, sampling: SamplingParams) -> Rollouts:
+        """Return `len(prompt_ids) * n` completions, prompt-major, with the sampler's per-token log-probs."""
+        from vllm import SamplingParams as VLLMSampling
+
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
+        if any(len(p) == 0 for p in prompt_ids):
+            raise ValueError("every prompt needs at least one token")
+        self.wake_up()
+        greedy = sampling.temperature == 0
+        # One request per completion (vLLM refuses n > 1 when greedy); the prefix cache shares each prompt's KV.
+        rows = [p for p in prompt_ids for _ in range(n)]
+        params = [
+            VLLMSampling(
+                max_tokens=sampling.max_new_tokens,
+                temperature=sampling.temperature,
+                top_p=1.0 if greedy else sampling.top_p,
+                top_k=0 if greedy else sampling.top_k,
+                seed=None if sampling.seed is None else sampling.seed + k,
+                stop_token_ids=self.eos_ids,
+                logprobs=0,  # the sampled token's log-prob only
+                skip_special_tokens=True,
+            )
+            for k in range(len(rows))
+        ]
+        outputs = self.llm.generate([{"prompt_token_ids": list(p)} for p in rows], params, use_tqdm=False)
+        ids, texts, reasons, logprobs = [], [], [], []
+        for request in outputs:
+            completion = request.outputs[0]
+            tokens = list(completion.token_ids)
+            ids.append(tokens)
+            texts.append(completion.text)
+            reasons.append("stop" if completion.finish_reason == "stop" else "length")
+            logprobs.append([step[token].logprob for step, token in zip(completion.logprobs, tokens, strict=True)])
+        return Rollouts(completion_ids=ids, texts=texts, finish_reasons=reasons, logprobs=logprobs)
+
+    # ------------------------------------------------------------------------------------------ weights
+    def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
+        """Load `(name, tensor)` pairs (Hugging Face names) into the engine, then reset its prefix cache.
+
+        The iterable is consumed lazily, once; names may carry wrapper prefixes (`module.`, `_orig_mod.`).
+        """
+        self.wake_up()
+        weights = _engine_names(named_tensors)
+        if self.load_path == "load_weights":
+            self._apply(lambda model: model.load_weights(weights))
+        else:
+            self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})
+            self._apply(_reprocess_tied_heads)
+        self.llm.reset_prefix_cache()
+
+    def named_weights(self) -> dict[str, torch.Tensor]:
+        """The engine's weights on CPU, in vLLM's names and checkpoint layout (packed CPU linears are read back)."""
+        return {name: tensor.cpu() for name, tensor in self._apply(_read_weights)[0].items()}
+
+    # --------------------------------------------------------------------------------------- sleep mode
+    def sleep(self) -> None:
+        """Free the engine's accelerator memory (weights offloaded, KV cache dropped) until the next call that needs it."""
+        if self.settings.enable_sleep_mode and not self.sleeping:
+            self.llm.sleep(level=1)
+            self.sleeping = True
+
+    def wake_up(self) -> None:
+        if self.sleeping:
+            self.llm.wake_up()
+            self.sleeping = False
+
+    def _apply(self, fn: Any) -> list[Any]:
+        return self.llm.llm_engine.apply_model(fn)
+
+
+def _engine_names(named_tensors: Iterable[tuple[str, torch.Tensor]]) -> Iterator[tuple[str, torch.Tensor]]:
+    """Strip wrapper prefixes and detach; vLLM's `load_weights` maps HF names (q/k/v -> qkv, tied heads) itself."""
+    for name, tensor in named_tensors:
+        for prefix in WRAPPER_PREFIXES:
+            name = name.removeprefix(prefix)
+        yield name, tensor.detach()
+
+
+def _keeps_checkpoint_layout(model: torch.nn.Module) -> bool:
+    return all(p.numel() > 0 for p in model.parameters())
+
+
+def _reprocess_tied_heads(model: torch.nn.Module) -> None:
+    """Re-run weight processing of modules whose `weight` is another module's (a tied LM head), after a reload."""
+    owners: dict[int, str] = {}
+    for name, module in model.named_modules():
+        weight = getattr(module, "weight", None)
+        if not isinstance(weight, torch.Tensor):
+            continue
+        if id(weight) in owners and getattr(module, "quant_method", None) is not None:
+            module.quant_method.process_weights_after_loading(module)
+        owners.setdefault(id(weight), name)
+
+
+@torch.no_grad()
+def _read_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    weights = {name: p.detach().clone() for name, p in model.named_parameters() if p.numel() > 0}
+    for name, module in model.named_modules():
+        linear = getattr(module, "cpu_linear", None)
+        weight = getattr(module, "weight", None)
+        if linear is not None and isinstance(weight, torch.Tensor) and weight.numel() == 0:
+            # A packed CPU linear computes x @ W.T; feeding the identity reads W back exactly.
+            eye = torch.eye(module.input_size_per_partition, dtype=weight.dtype, device=weight.device)
+            weights[f"{name}.weight"] = linear(eye, weight, None).t().contiguous()
+    return weights

@@ -1,0 +1,123 @@
+"""The vLLM engine on CPU (real vLLM, in-process): weights pushed as named tensors land exactly, and it samples
+what the policy would.
+
+vLLM is a dependency of `make setup`; outside CI a missing vLLM skips these tests, in CI (`CI=true`) it fails them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+if not os.environ.get("CI"):
+    pytest.importorskip("vllm", reason="the vllm extra is not installed (make setup installs it)")
+
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from medzero_pl.config import RolloutConfig
+from medzero_pl.grpo import completion_logprobs
+from medzero_pl.rollout import HFRolloutEngine, SamplingParams, build_engine
+from tests.tiny import make_tiny_model_dir
+
+pytestmark = pytest.mark.slow  # each module starts a vLLM engine (12-30 s on 2 cores)
+PROMPTS = [[5, 30, 31], [40], [12, 13, 14, 15, 16], [70, 2]]
+GREEDY = SamplingParams(max_new_tokens=12, temperature=0.0)
+VLLM = RolloutConfig(engine="vllm", max_model_len=256, kv_cache_gib=0.05)
+
+
+def vllm_model_dir(path: Path) -> Path:
+    """The tiny character-level Llama with head_dim 32 (vLLM's CPU attention supports 32, 64, ... only)."""
+    return make_tiny_model_dir(path, hidden=128)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    path = vllm_model_dir(tmp_path_factory.mktemp("vllm") / "model")
+    policy = AutoModelForCausalLM.from_pretrained(path).eval()
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    engine = build_engine(VLLM, policy, tokenizer, str(path), seed=0)
+    policy.initial = {name: p.detach().clone() for name, p in policy.named_parameters()}
+    return engine, policy, tokenizer
+
+
+def perturb(policy: torch.nn.Module, seed: int) -> None:
+    """What an optimizer step does to the weights, only larger: greedy outputs change."""
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for p in policy.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+
+
+def in_engine_layout(hf: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """HF Llama weights in vLLM's names: q/k/v stacked into qkv_proj, gate/up into gate_up_proj."""
+    out = {}
+    for name, tensor in hf.items():
+        if ".q_proj." in name:
+            stacked = [hf[name.replace("q_proj", p)] for p in ("q_proj", "k_proj", "v_proj")]
+            out[name.replace("q_proj", "qkv_proj")] = torch.cat(stacked)
+        elif ".gate_proj." in name:
+            out[name.replace("gate_proj", "gate_up_proj")] = torch.cat(
+                [tensor, hf[name.replace("gate_proj", "up_proj")]]
+            )
+        elif not any(part in name for part in (".k_proj.", ".v_proj.", ".up_proj.")):
+            out[name] = tensor
+    return out
+
+
+def test_greedy_rollouts_after_a_sync_equal_the_policys_own_generate(setup):
+    engine, policy, tokenizer = setup
+    hf = HFRolloutEngine(policy, tokenizer)
+    assert engine.generate(PROMPTS, 1, GREEDY).completion_ids == hf.generate(PROMPTS, 1, GREEDY).completion_ids
+
+    perturb(policy, seed=1)
+    changed = hf.generate(PROMPTS, 1, GREEDY)
+    assert engine.generate(PROMPTS, 1, GREEDY).completion_ids != changed.completion_ids  # the engine has old weights
+
+    engine.update_weights(policy.named_parameters())
+    synced = engine.generate(PROMPTS, 2, GREEDY)
+    assert synced.completion_ids == [ids for ids in changed.completion_ids for _ in range(2)]
+    assert synced.finish_reasons == [r for r in changed.finish_reasons for _ in range(2)]
+
+
+def test_every_engine_weight_equals_the_policys_after_a_sync(setup):
+    engine, policy, _ = setup
+    perturb(policy, seed=2)
+    engine.update_weights((f"module.{name}", p) for name, p in policy.named_parameters())  # wrapper prefixes go
+    expected = in_engine_layout({name: p.detach().cpu() for name, p in policy.named_parameters()})
+    actual = engine.named_weights()
+    assert expected.keys() == actual.keys()
+    for name, tensor in expected.items():
+        got = actual[name][: tensor.shape[0]]  # vLLM pads the vocabulary rows of the embedding
+        assert torch.equal(got, tensor), name
+
+
+def test_sampler_logprobs_are_the_policys_at_the_sampling_temperature(setup):
+    engine, policy, _ = setup
+    perturb(policy, seed=3)
+    engine.update_weights(policy.named_parameters())
+    sampling = SamplingParams(max_new_tokens=10, temperature=0.7, seed=11)
+    out = engine.generate(PROMPTS[:2], 3, sampling)
+    assert out.logprobs is not None
+    assert [len(lp) for lp in out.logprobs] == [len(ids) for ids in out.completion_ids]
+    for i, (ids, sampler) in enumerate(zip(out.completion_ids, out.logprobs, strict=True)):
+        prompt = PROMPTS[i // 3]
+        with torch.no_grad():
+            logits = policy(torch.tensor([prompt + ids])).logits[:, len(prompt) - 1 : -1]
+        trainer = completion_logprobs(logits, torch.tensor([ids]), sampling.temperature)[0]
+        assert torch.allclose(trainer, torch.tensor(sampler), atol=1e-4), (trainer, sampler)
+
+
+def test_a_seed_replays_the_same_samples_and_another_seed_does_not(setup):
+    engine, policy, _ = setup
+    engine.update_weights(policy.initial.items())  # the random init: nearly flat, so samples differ
+    sampling = SamplingParams(max_new_tokens=10, temperature=1.0, seed=5)
+    first = engine.generate(PROMPTS, 4, sampling)
+    assert engine.generate(PROMPTS, 4, sampling).completion_ids == first.completion_ids
+    assert engine.generate(PROMPTS, 4, replace(sampling, seed=6)).completion_ids != first.completion_ids
+    assert len(set(map(tuple, first.completion_ids[:4]))) > 1  # the n samples of a prompt differ
+    for ids, reason in zip(first.completion_ids, first.finish_reasons, strict=True):
+        assert (reason == "stop") == (ids[-1] in engine.eos_ids)

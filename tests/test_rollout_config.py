@@ -1,0 +1,46 @@
+"""`rollout.*` settings: the engine is chosen by config, and settings vLLM cannot honour fail before a run starts."""
+
+from __future__ import annotations
+
+import pytest
+
+from medzero_pl.config import ConfigError, compose
+from medzero_pl.module import GRPOModule
+from medzero_pl.rollout import HFRolloutEngine
+from tests.toy_task import toy_overrides
+
+
+def test_the_default_engine_is_hf_and_the_module_builds_it(toy, tmp_path):
+    cfg = compose(toy_overrides(toy, tmp_path))
+    assert cfg.rollout.engine == "hf"
+    module = GRPOModule(cfg.model, cfg.grpo, cfg.optim, cfg.rewards, rollout=cfg.rollout)
+    module.configure_model()
+    assert isinstance(module.engine, HFRolloutEngine)
+    assert module.hparams["rollout"]["engine"] == "hf"
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"rollout.engine": "sglang"}, "rollout.engine='sglang'"),
+        ({"rollout.off_policy_correction": "token_mask"}, "rollout.off_policy_correction='token_mask'"),
+        ({"rollout.off_policy_cap": 0.5}, "rollout.off_policy_cap=0.5"),
+        ({"rollout.engine": "vllm", "rollout.max_model_len": 64}, "rollout.max_model_len=64 < data.max_prompt_length"),
+        ({"rollout.engine": "vllm", "grpo.temperature": 2.5}, "temperatures up to 2"),
+        ({"rollout.engine": "vllm", "rollout.gpu_memory_utilization": 1.5}, "rollout.gpu_memory_utilization=1.5"),
+    ],
+)
+def test_rollout_settings_that_cannot_work_are_rejected(toy, tmp_path, override, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(".", r"\.")):
+        compose(toy_overrides(toy, tmp_path, **override))
+
+
+def test_the_hf_engine_accepts_weight_updates_and_sleep_as_no_ops(toy, tmp_path):
+    cfg = compose(toy_overrides(toy, tmp_path))
+    module = GRPOModule(cfg.model, cfg.grpo, cfg.optim, cfg.rewards)
+    module.configure_model()
+    before = {n: p.clone() for n, p in module.policy.named_parameters()}
+    module.engine.sleep()
+    module.engine.update_weights((n, p * 0) for n, p in module.policy.named_parameters())
+    module.engine.wake_up()
+    assert all(p.equal(before[n]) for n, p in module.policy.named_parameters())
