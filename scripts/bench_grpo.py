@@ -232,7 +232,7 @@ def run_medzero(args: argparse.Namespace, prepared: dict[str, Any], workdir: Pat
         f"optim.lr={args.lr}",
         "optim.scheduler=constant",
         "optim.warmup_steps=0",
-        f"trainer.max_steps={args.steps * args.mu}",
+        f"trainer.max_steps={args.steps}",  # GRPO steps (each makes mu optimizer steps)
         f"trainer.checkpoint_every_n_steps={10 * args.steps * args.mu + 10}",
         "trainer.enable_progress_bar=false",
         "logging.wandb=disabled",
@@ -241,7 +241,7 @@ def run_medzero(args: argparse.Namespace, prepared: dict[str, Any], workdir: Pat
         f"seed={args.seed}",
     ]
     cfg = compose(medzero_overrides(prepared, args.prompts, extra))
-    trainer, module, datamodule, _ = build(cfg)
+    trainer, module, datamodule = build(cfg)
     clock = Clock()
 
     def record(a, rollouts):
@@ -255,7 +255,7 @@ def run_medzero(args: argparse.Namespace, prepared: dict[str, Any], workdir: Pat
                 fixed_length_engine(engine, args.max_new_tokens)
             engine.generate = clock.wrap("generate", engine.generate, record)
             pl_module.reward_set = clock.wrap("score", pl_module.reward_set)
-            pl_module.sync_weights = clock.wrap("sync", pl_module.sync_weights)
+            engine.update_weights = clock.wrap("sync", engine.update_weights)
 
         def on_train_batch_start(self, *a) -> None:
             clock.begin()
