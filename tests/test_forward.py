@@ -167,7 +167,7 @@ def _train(toy, run_dir, shared: bool) -> tuple[dict[str, torch.Tensor], list[fl
         "grpo.shared_prompt_forward": str(shared).lower(),
     }
     cfg = compose(toy_overrides(toy, run_dir, **settings))
-    trainer, module, datamodule, _ = build(cfg)
+    trainer, module, datamodule = build(cfg)
     losses: list[float] = []
 
     class RecordLoss(Callback):
