@@ -55,13 +55,14 @@ def checkpoint_exists(path: str | Path) -> bool:
 def read_checkpoint_header(path: str | Path) -> dict[str, Any]:
     """The checkpoint's dict with its tensors memory-mapped (cheap); a damaged file raises `RunDirectoryError`.
 
-    For a sharded DeepSpeed directory this is the rank-0 model-states file, which holds Lightning's state.
+    For a sharded DeepSpeed directory this is rank 0's model-states file, which holds Lightning's state.
     """
     sharded = Path(path).is_dir()
     if sharded:
-        found = sorted(Path(path).glob("*/mp_rank_00_model_states.pt"))
+        # ZeRO-3 names it zero_pp_rank_0_mp_rank_00_model_states.pt, other stages mp_rank_00_model_states.pt
+        found = sorted(Path(path).glob("*/*mp_rank_00_model_states.pt"))
         if not found:
-            raise RunDirectoryError(f"{path}: a checkpoint directory without mp_rank_00_model_states.pt")
+            raise RunDirectoryError(f"{path}: a checkpoint directory without rank 0's model states file")
     try:
         if sharded:  # DeepSpeed pickles its own objects in it: a file the run itself wrote
             state = torch.load(found[0], map_location="cpu", weights_only=False)

@@ -28,6 +28,8 @@ from medzero_pl.strategies.deepspeed import local_parameter_bytes
 class ScriptedEngine:
     """Completions that depend only on (prompt, sample index): the same on one rank or split across two."""
 
+    owns_weights = False
+
     def __init__(self, tokenizer, max_new_tokens: int) -> None:
         self.tokenizer = tokenizer
         self.max_new_tokens = max_new_tokens
@@ -45,6 +47,15 @@ class ScriptedEngine:
                 reasons.append("stop" if stop else "length")
         texts = self.tokenizer.batch_decode(ids, skip_special_tokens=True)
         return Rollouts(completion_ids=ids, texts=texts, finish_reasons=reasons)
+
+    def update_weights(self, named_tensors) -> None:
+        """No weights: the completions are scripted."""
+
+    def sleep(self) -> None:
+        """Nothing to free."""
+
+    def wake_up(self) -> None:
+        """Nothing to restore."""
 
 
 class Record(Callback):
