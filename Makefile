@@ -30,7 +30,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: setup
-	$(BIN)/python -m medzero_pl.fit
+	$(BIN)/python -m medzero_pl.fit $(ARGS)
 
 test: setup
 	$(BIN)/python -m pytest -q -m "not slow"
