@@ -108,7 +108,10 @@ def test_sharded_checkpoint_resumes_to_the_same_weights(toy, tmp_path):
     assert straight["losses"][2:] == resumed["losses"]
     for name, tensor in straight["weights"].items():
         assert torch.equal(resumed["weights"][name], tensor), name
-    assert sorted(p.name for p in link.parent.iterdir()) == ["last.ckpt", "last.ckpt-step3"]  # old one removed
+    # the save before is kept as previous.ckpt (a damaged last.ckpt falls back to it); older ones are removed
+    files = ["last.ckpt", "last.ckpt-step2", "last.ckpt-step3", "previous.ckpt"]
+    assert sorted(p.name for p in link.parent.iterdir()) == files
+    assert (link.parent / "previous.ckpt").resolve().name == "last.ckpt-step2"
 
 
 def test_sigterm_to_one_rank_makes_both_save_the_same_step(toy, tmp_path):
