@@ -67,7 +67,7 @@ def plot_run(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Pat
         for name in names:
             steps, values = zip(*metrics[name], strict=True)
             ax.plot(steps, values, marker="o" if len(steps) < 30 else None, markersize=3, label=name)
-        ax.set(title=title, xlabel="optimizer step", ylabel=ylabel)
+        ax.set(title=title, xlabel="GRPO step", ylabel=ylabel)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="best")
         fig.tight_layout()
