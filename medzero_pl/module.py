@@ -37,7 +37,7 @@ from medzero_pl.models import load_causal_lm, load_tokenizer, resolve_model
 from medzero_pl.rewards import RewardSpec, build_rewards
 from medzero_pl.rollout import build_engine
 from medzero_pl.rollout.base import RolloutEngine, Rollouts, SamplingParams
-from medzero_pl.strategies import clip_and_step, prepare_reference
+from medzero_pl.strategies import clip_and_step, full_named_parameters, prepare_reference
 
 RNG_KEY = "medzero_rng"
 log = logging.getLogger(__name__)
@@ -152,11 +152,13 @@ class GRPOModule(LightningModule):
         return SamplingParams(g.max_completion_length, g.temperature, g.top_p, g.top_k, seed=None)
 
     def sync_weights(self) -> None:
-        """Push the policy's current weights into the rollout engine (no-op for the HF engine, which shares them).
+        """Push the policy's weights into an engine that holds its own copy (vLLM), gathered a bounded block at a
+        time under ZeRO-3 (a collective: every rank calls it). No-op for the HF engine, which shares them.
 
         Training runs do this through `callbacks.weight_sync.WeightSync`, which also logs and skips unchanged weights.
         """
-        self.engine.update_weights(self.policy.named_parameters())
+        if self.engine.owns_weights:
+            self.engine.update_weights(full_named_parameters(self.policy))
 
     # -------------------------------------------------------------------------------------- training
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
