@@ -31,8 +31,9 @@ passes it medzero_pl's KV size (`--kv-cache-gib`, default 1 GiB on CPU; otherwis
 dtype stays TRL's: vLLM's "auto", i.e. bf16 on CPU even for an fp32 checkpoint ("sampling dtype" row). In fp32,
 vLLM's CPU backend repacks the linear weights and drops their checkpoint parameters, and TRL's weight sync (the
 model's `load_weights`) then fails ('Parameter' object has no attribute 'weight_loader'); medzero_pl's engine
-detects the repacking and reloads instead. For equal settings compare `--dtype bfloat16` runs. Both vLLM engines correct for the sampler/trainer mismatch with
-truncated importance sampling (their defaults). vLLM's start-up (15-60 s on CPU) is reported as start-up, not step.
+detects the repacking and reloads instead. For equal settings compare `--dtype bfloat16` runs. Both vLLM engines
+correct for the sampler/trainer mismatch with truncated importance sampling (their defaults). vLLM's start-up (15-60
+s on CPU) is reported as start-up, not as part of a step.
 
 Fixed length (`--fixed-length`) suppresses every stop token until --max-new-tokens, from outside the engines: HF
 `min_new_tokens` (both trainers), vLLM `min_tokens` (medzero_pl: set on each request's `vllm.SamplingParams` on the
@@ -103,7 +104,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--engine",
         default=None,
-        help="medzero_pl rollout engine(s), comma-separated: hf, vllm or hf,vllm (default: hf; --rollout-only: hf,vllm)",
+        help="medzero_pl's rollout engine(s), comma-separated: hf, vllm, hf,vllm (default hf; --rollout-only: hf,vllm)",
     )
     p.add_argument(
         "--trl-engine",

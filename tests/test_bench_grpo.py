@@ -228,13 +228,16 @@ def test_quick_rollout_only_measures_hf_and_vllm_in_one_run(tmp_path):
 
 @pytest.mark.slow
 @needs_vllm
-def test_quick_vllm_run_clocks_every_phase_including_the_weight_sync(tmp_path):
-    stdout, report = _run("--trainers", "medzero", "--engine", "vllm", "--fixed-length", "--threads", "1",
+def test_quick_vllm_runs_of_both_trainers_clock_every_phase_including_the_weight_sync(tmp_path):
+    stdout, report = _run("--engine", "vllm", "--trl-engine", "vllm", "--fixed-length", "--threads", "1",
                           tmp_path=tmp_path)  # fmt: skip
-    summary = report["summaries"]["medzero"]
-    assert summary["engine"] == "vllm" and "| rollout engine | vllm |" in stdout
-    assert summary["generate"] > 0 and summary["train"] > 0
-    assert summary["sync"] > 0  # step 2 (the measured one) pushed the weights of step 1's update before generating
-    assert report["runs"]["medzero"][0]["syncs"] == 2  # one before each rollout: at the start, then after step 1
-    assert summary["mean_completion_length"] == 8  # fixed length through vLLM's min_tokens
-    assert summary["startup_seconds"] > 0
+    assert "| rollout engine | vllm | vllm | - |" in stdout
+    medzero, trl = report["summaries"]["medzero"], report["summaries"]["trl"]
+    assert medzero["engine_dtype"] == "float32" and trl["engine_dtype"] == "bfloat16"  # TRL's vLLM: "auto" dtype
+    for name, summary in report["summaries"].items():
+        assert summary["engine"] == "vllm", name
+        assert summary["generate"] > 0 and summary["train"] > 0, name
+        assert summary["sync"] > 0, name  # step 2 (the measured one) pushed step 1's weights before generating
+        assert report["runs"][name][0]["syncs"] == 2, name  # one before each rollout: at the start, after step 1
+        assert summary["mean_completion_length"] == 8, name  # fixed length through vLLM's min_tokens
+        assert summary["startup_seconds"] > 0, name
