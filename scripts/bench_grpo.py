@@ -771,7 +771,7 @@ def table(summaries: dict[str, dict[str, Any]]) -> str:
             cells = [fmt.format(summaries[n][key]) for n in names]
             for m, t in pairs:
                 a, b = summaries[m][key], summaries[t][key]
-                numbers = all(isinstance(v, float) and math.isfinite(v) for v in (a, b))
+                numbers = all(isinstance(v, int | float) and math.isfinite(v) for v in (a, b))
                 cells.append(f"{a / b:.2f}x" if numbers and b else "-")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
