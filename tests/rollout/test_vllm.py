@@ -121,3 +121,12 @@ def test_a_seed_replays_the_same_samples_and_another_seed_does_not(setup):
     assert len(set(map(tuple, first.completion_ids[:4]))) > 1  # the n samples of a prompt differ
     for ids, reason in zip(first.completion_ids, first.finish_reasons, strict=True):
         assert (reason == "stop") == (ids[-1] in engine.eos_ids)
+
+
+def test_the_process_still_sets_its_own_torch_threads_after_the_engine_started(setup):
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads + 1)
+        assert torch.get_num_threads() == threads + 1
+    finally:
+        torch.set_num_threads(threads)

