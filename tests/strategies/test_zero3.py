@@ -84,7 +84,7 @@ def test_two_zero3_ranks_train_like_one_plain_process(toy, tmp_path, plain_run, 
     for rank in zero3:
         assert_weights_close(rank["weights"], plain["weights"])
     # Loading under zero.Init gives exactly the parameters of a plain from_pretrained, and gathering them a few
-    # thousand elements at a time (the model spread over ~8 blocks) reproduces that full state dict exactly.
+    # thousand elements at a time (the model spread over 11 blocks) reproduces that full state dict exactly.
     for rank in zero3:
         for gathered in (rank["initial"], rank["initial_blocks"]):
             assert list(gathered) == list(plain["initial"])
@@ -96,7 +96,7 @@ def test_two_zero3_ranks_train_like_one_plain_process(toy, tmp_path, plain_run, 
 
 # One GRPO step sampled by vLLM. Each prompt is sampled with a seed of (step, prompt) (`--prompt-seeded`), so two
 # ranks holding 2 prompts each sample what one process holding all 4 does; weights are synced through gathers of at
-# most 20k elements (the 2-layer, hidden-128 model in 7 blocks).
+# most 20k elements (the 2-layer, hidden-128 model in 14 blocks).
 VLLM_RUN = {
     "rollout.engine": "vllm",
     "rollout.max_model_len": 1024,
