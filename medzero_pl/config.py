@@ -62,6 +62,9 @@ class DataConfig:
     """Prompts longer than this many tokens are truncated from the left (reported once)."""
     seed: int = 0
     """Seed of sampling, splitting and shuffling."""
+    exclude_eval_questions: bool = True
+    """Drop training questions that are also items of the run's evaluation benchmarks (`eval.*`), so evaluation
+    stays held out when both read the same file (text compared case- and whitespace-insensitively)."""
 
 
 @dataclass

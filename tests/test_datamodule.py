@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 
 from medzero_pl.config import DataConfig
-from medzero_pl.data.datamodule import MedZeroDataModule, ResumableBatchSampler
+from medzero_pl.data.datamodule import MedZeroDataModule, ResumableBatchSampler, normalised_questions
 from medzero_pl.data.mixing import DataSource
 from medzero_pl.data.prompts import PromptTemplate
+from medzero_pl.data.readers import read_examples, resolve_path
 from medzero_pl.data.records import DataFormatError
 from tests.tiny import make_tiny_model_dir
 
@@ -48,6 +49,9 @@ def test_sampler_rejects_a_batch_larger_than_the_dataset():
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory) -> Path:
     return make_tiny_model_dir(tmp_path_factory.mktemp("tiny"))
+
+
+NO_EXCLUSION = {"exclude_eval_questions": False}
 
 
 def demo_module(tiny_dir: Path, **overrides) -> MedZeroDataModule:
@@ -94,3 +98,27 @@ def test_missing_source_file_is_reported_before_setup(tiny_dir, tmp_path):
     dm = MedZeroDataModule(config, PromptTemplate(), tokenizer=str(tiny_dir))
     with pytest.raises(DataFormatError, match="nope.jsonl.*file not found"):
         dm.prepare_data()
+
+
+def test_held_out_questions_are_left_out_of_training_unless_disabled(tiny_dir):
+    examples = read_examples(resolve_path("medzero_pl:data/demo/medqa_demo.jsonl"), "medqa")
+    held_out = normalised_questions(examples[:10])
+    baseline, dropped, kept = demo_module(tiny_dir), demo_module(tiny_dir), demo_module(tiny_dir, **NO_EXCLUSION)
+    dropped.held_out_questions = kept.held_out_questions = held_out
+    for dm in (baseline, dropped, kept):
+        dm.setup("fit")
+    held_out_ids = {ex.id for ex in examples[:10]}
+    in_training = held_out_ids & {item["id"] for item in baseline.train_items}
+    assert in_training  # the seeded split puts some of them in training
+    assert {item["id"] for item in dropped.train_items} == {item["id"] for item in baseline.train_items} - held_out_ids
+    assert kept.train_items == baseline.train_items
+    assert dropped.val_items == baseline.val_items  # validation is not touched
+
+
+def test_a_training_set_made_only_of_held_out_questions_is_an_error(tiny_dir):
+    dm = demo_module(tiny_dir)
+    dm.held_out_questions = normalised_questions(
+        read_examples(resolve_path("medzero_pl:data/demo/medqa_demo.jsonl"), "medqa")
+    )
+    with pytest.raises(DataFormatError, match="every training question is an evaluation item"):
+        dm.setup("fit")

@@ -15,6 +15,7 @@ from typing import Any
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.trainer.states import TrainerFn
 
+from medzero_pl.data.records import Example
 from medzero_pl.eval.benchmarks import build_tasks
 from medzero_pl.eval.report import write_report
 from medzero_pl.eval.runner import EvalSettings, Task, evaluate, flat_metrics
@@ -60,11 +61,20 @@ class Evaluation(Callback):
         self.tasks = tasks
         self.last_results: dict[str, dict[str, Any]] = {}
 
-    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        if self.tasks is None:  # read once; a missing file fails before any step runs
+    def items(self) -> list[Example]:
+        """Every question this callback evaluates on (read once; a missing file fails before any step runs)."""
+        if self.tasks is None:
             self.tasks = build_tasks(self.benchmarks, self.paths, self.data_root, self.limit, prompt=self.prompt)
+        return [item for task in self.tasks for item in task.items]
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        self.items()
         if self.report_dir is None:
             self.report_dir = Path(trainer.default_root_dir) / "eval"
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self.every_n_steps and getattr(pl_module, "batches_trained", trainer.global_step) == 0:
+            self.run(trainer, pl_module)  # the curve's starting point: the policy before its first step
 
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
@@ -96,7 +106,13 @@ class Evaluation(Callback):
             world_size=trainer.world_size,
             device=pl_module.device,
         )
-        for name, value in flat_metrics(results).items():
-            pl_module.log(name, value, batch_size=1)
+        metrics = flat_metrics(results)
+        if trainer.training:  # logged at the number of steps trained (0: the policy before training)
+            if trainer.is_global_zero:
+                for logger in trainer.loggers:
+                    logger.log_metrics(metrics, step=getattr(pl_module, "batches_trained", trainer.global_step))
+        else:
+            for name, value in metrics.items():
+                pl_module.log(name, value, batch_size=1)
         self.last_results = results
         return results

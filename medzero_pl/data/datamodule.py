@@ -7,7 +7,7 @@ text) and every gold column of `Example.columns()` that the rewards read.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict
 from typing import Any
 
@@ -82,6 +82,8 @@ class MedZeroDataModule(LightningDataModule):
         self.train_items: list[dict[str, Any]] = []
         self.val_items: list[dict[str, Any]] = []
         self.consumed_batches = 0
+        self.held_out_questions: set[str] = set()
+        """Questions training must not see (the evaluation's items; set by the trainer before `setup`)."""
         self._tokenizer: PreTrainedTokenizerBase | None = None
 
     @property
@@ -108,6 +110,11 @@ class MedZeroDataModule(LightningDataModule):
             train, val = train_val_split(train, cfg.val_fraction, seed=cfg.seed)
         else:
             val = []
+        if cfg.exclude_eval_questions and self.held_out_questions:
+            train = drop_held_out(train, self.held_out_questions)
+            if not train:
+                sources = ", ".join(source.path for source in cfg.sources)
+                raise DataFormatError(sources, None, None, "every training question is an evaluation item (eval.*)")
         train = apply_curriculum(
             train, cfg.curriculum, seed=cfg.seed, key=cfg.difficulty_key, batch_size=cfg.prompts_per_step
         )
@@ -175,6 +182,19 @@ def report_duplicates(train: list[Example], val: list[Example]) -> None:
             len(val),
             ", ".join(leaked[:5]),
         )
+
+
+def drop_held_out(train: list[Example], held_out: set[str]) -> list[Example]:
+    """`train` without the examples whose question is in `held_out` (normalised texts)."""
+    kept = [ex for ex in train if _normalised(ex.question) not in held_out]
+    if len(kept) < len(train):
+        log.info("data: %d training questions are evaluation items and were left out", len(train) - len(kept))
+    return kept
+
+
+def normalised_questions(examples: Iterable[Example]) -> set[str]:
+    """The case- and whitespace-insensitive question texts that `exclude_eval_questions` compares."""
+    return {_normalised(ex.question) for ex in examples}
 
 
 def _normalised(text: str) -> str:

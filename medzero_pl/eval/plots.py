@@ -2,10 +2,12 @@
 ``<run_dir>/plots``.
 
 Figures (each written only when its metrics were logged): ``reward.png`` (total and per reward),
-``eval_accuracy.png`` (per benchmark and scorer), ``completion_length.png`` (mean / median / p95 / max, prompt
-length), ``truncated.png`` (share of completions cut at the token budget), ``format.png`` (shares with
-``<think>``, empty ``<think>``, ``<answer>``, text after ``</answer>``) and ``language_mixing.png`` (mixed share
-per region). Every ``csv/version_*/metrics.csv`` of the run is read, so resumed runs plot as one.
+``eval_accuracy.png`` and ``eval_format.png`` (per benchmark and scorer, and the well-formed share),
+``completion_length.png`` (mean / median / p95 / max, prompt length), ``truncated.png`` (share of completions cut
+at the token budget), ``format.png`` (shares with ``<think>``, empty ``<think>``, ``<answer>``, text after
+``</answer>``), ``language_mixing.png`` (mixed share per region), and ``learning_curve.png`` (2 x 2: reward,
+well-formed share, accuracy, completion length; training samples next to the held-out evaluation) when the run
+evaluated during training. Every ``csv/version_*/metrics.csv`` of the run is read, so resumed runs plot as one.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 FIGURES: dict[str, tuple[str, str, list[str]]] = {
     "reward": ("Reward", "reward", [r"^reward$", r"^rewards/.+/mean$"]),
     "eval_accuracy": ("Benchmark accuracy", "accuracy", [r"^eval/.+/accuracy$"]),
+    "eval_format": ("Benchmark format", "share", [r"^eval/[^/]+/well_formed_rate$", r"^eval/.+/format_rate$"]),
     "completion_length": (
         "Completion length",
         "tokens",
@@ -29,6 +32,14 @@ FIGURES: dict[str, tuple[str, str, list[str]]] = {
     "language_mixing": ("Language mixing", "share", [r"^language/.+_ratio$"]),
 }
 """File stem -> (title, y label, metric-name patterns)."""
+
+LEARNING_CURVE: list[tuple[str, list[str]]] = [
+    ("reward (training samples)", [r"^reward$", r"^rewards/.+/mean$"]),
+    ("format: well-formed share", [r"^rewards/strict_format/mean$", r"^eval/[^/]+/well_formed_rate$"]),
+    ("accuracy", [r"^rewards/mcq_accuracy/mean$", r"^eval/.+/accuracy$"]),
+    ("completion length (tokens)", [r"^completions/mean_length$", r"^eval/[^/]+/mean_length$"]),
+]
+"""Panels of ``learning_curve.png``: the one-figure summary of a run (training samples and held-out evaluation)."""
 
 
 def read_metrics(run_dir: str | Path) -> dict[str, list[tuple[float, float]]]:
@@ -76,4 +87,30 @@ def plot_run(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Pat
         fig.savefig(path, dpi=100)
         plt.close(fig)
         written.append(path)
-    return written
+    curve = _learning_curve(plt, metrics, out)
+    return written + ([curve] if curve else [])
+
+
+def _learning_curve(plt, metrics: dict[str, list[tuple[float, float]]], out: Path) -> Path | None:
+    """The 2 x 2 summary figure, when the run logged an evaluation next to its rewards."""
+    panels = [
+        (title, sorted(n for n in metrics if any(re.match(p, n) for p in pats))) for title, pats in LEARNING_CURVE
+    ]
+    if not any(name.startswith("eval/") for _, names in panels for name in names):
+        return None
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7))
+    for ax, (title, names) in zip(axes.flat, panels, strict=True):
+        for name in names:
+            steps, values = zip(*metrics[name], strict=True)
+            held_out = name.startswith("eval/")
+            ax.plot(steps, values, marker="o" if held_out else None, markersize=4, lw=2 if held_out else 1, label=name)
+        ax.set(title=title, xlabel="GRPO steps trained")
+        ax.grid(alpha=0.3)
+        if names:
+            ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "learning_curve.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

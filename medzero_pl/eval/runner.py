@@ -23,6 +23,8 @@ from medzero_pl.data.records import Example
 from medzero_pl.eval.benchmarks import Benchmark
 from medzero_pl.eval.metrics import majority, pass_at_k
 from medzero_pl.eval.scorers import SCORERS, gold_key, score
+from medzero_pl.rewards.extract import THINK_OPEN
+from medzero_pl.rewards.format import strict_format
 from medzero_pl.rollout.base import RolloutEngine, SamplingParams
 
 log = logging.getLogger(__name__)
@@ -91,6 +93,8 @@ def evaluate_benchmark(
     items = task.items[rank::world_size]
     device = torch.device(device)
     length, truncated, count = _mean(device), _mean(device), SumMetric().to(device)
+    well_formed = _mean(device)
+    think_opened = task.template.completion_prefix.rstrip().endswith(THINK_OPEN)
     per_scorer = {s: {"accuracy": _mean(device), "format_rate": _mean(device)} for s in settings.scorers}
     if k > 1:
         for metrics in per_scorer.values():
@@ -113,6 +117,7 @@ def evaluate_benchmark(
             texts = [rollouts.texts[r] for r in rows]
             length.update(torch.tensor([float(len(rollouts.completion_ids[r])) for r in rows]))
             truncated.update(torch.tensor([float(rollouts.finish_reasons[r] == "length") for r in rows]))
+            well_formed.update(torch.tensor([strict_format(text, think_opened) for text in texts]))
             count.update(torch.tensor(1.0))
             record = {"id": example.id, "gold": gold_key(example), "completions": texts, "scores": {}}
             for name, metrics in per_scorer.items():
@@ -142,6 +147,7 @@ def evaluate_benchmark(
         "prompt": task.prompt_name,
         "mean_length": float(length.compute().item()),
         "truncated_rate": float(truncated.compute().item()),
+        "well_formed_rate": float(well_formed.compute().item()),
         "seconds": round(time.perf_counter() - start, 2),
         "scorers": {},
         "records": records,
@@ -177,6 +183,8 @@ def flat_metrics(results: dict[str, dict[str, Any]], prefix: str = "eval") -> di
     for name, result in results.items():
         flat[f"{prefix}/{name}/mean_length"] = result["mean_length"]
         flat[f"{prefix}/{name}/truncated_rate"] = result["truncated_rate"]
+        if "well_formed_rate" in result:
+            flat[f"{prefix}/{name}/well_formed_rate"] = result["well_formed_rate"]
         for scorer, values in result["scorers"].items():
             for metric, value in values.items():
                 flat[f"{prefix}/{name}/{scorer}/{metric}"] = value

@@ -13,9 +13,11 @@ prompt.
 from __future__ import annotations
 
 from functools import partial
+from typing import Any
 
 from medzero_pl.rewards.batch import BatchReward
 from medzero_pl.rewards.extract import ANSWER_CLOSE, ANSWER_OPEN, THINK_CLOSE, THINK_OPEN
+from medzero_pl.rewards.mcq import clean_options, parse_choice
 
 
 def strict_format(text: str, think_opened_in_prompt: bool = False) -> float:
@@ -67,6 +69,37 @@ def tag_count_format(text: str, think_opened_in_prompt: bool = False) -> float:
     return 0.25 * sum(placed)
 
 
+def format_steps(text: str, options: Any = None, think_opened_in_prompt: bool = False) -> float:
+    """Partial credit for each part of the strict format, each judged on its own: a shaped signal for a model
+    that writes none of it yet (a small model's first completions), which :func:`tag_count_format` leaves at 0
+    whenever an early tag is missing. 0.25 for each of:
+
+    * the reasoning is closed: exactly one ``</think>``, and the opening ``<think>`` is where it belongs (at the
+      start, or with ``think_opened_in_prompt`` nowhere);
+    * exactly one ``<answer>...</answer>`` block whose content is an answer: for a multiple-choice row one of its
+      option letters or texts, otherwise any non-blank text;
+    * that block comes after ``</think>``;
+    * nothing but whitespace follows ``</answer>``.
+
+    1.0 exactly when :func:`strict_format` is 1 and the answer is a valid option, so a recipe can pay these steps
+    next to ``strict_format`` and tighten towards it as the format is learnt.
+    """
+    s = text.lstrip()
+    think_open_ok = (
+        THINK_OPEN not in s if think_opened_in_prompt else s.startswith(THINK_OPEN) and s.count(THINK_OPEN) == 1
+    )
+    closed = think_open_ok and s.count(THINK_CLOSE) == 1
+    single_block = s.count(ANSWER_OPEN) == 1 and s.count(ANSWER_CLOSE) == 1
+    start, end = s.find(ANSWER_OPEN), s.find(ANSWER_CLOSE)
+    block = single_block and start < end
+    content = s[start + len(ANSWER_OPEN) : end] if block else ""
+    opts = clean_options(options)
+    answered = block and (parse_choice(content, opts) is not None if opts else bool(content.strip()))
+    after_reasoning = block and s.count(THINK_CLOSE) == 1 and s.find(THINK_CLOSE) < start
+    ends_with_answer = block and not s[end + len(ANSWER_CLOSE) :].strip()
+    return 0.25 * sum((closed, answered, after_reasoning, ends_with_answer))
+
+
 def _check(think_opened_in_prompt: bool) -> None:
     if not isinstance(think_opened_in_prompt, bool):
         raise ValueError(f"think_opened_in_prompt must be true or false, got {think_opened_in_prompt!r}")
@@ -82,3 +115,10 @@ def tag_count_format_reward(think_opened_in_prompt: bool = False) -> BatchReward
     """Registry factory for :func:`tag_count_format`."""
     _check(think_opened_in_prompt)
     return BatchReward("tag_count_format", partial(tag_count_format, think_opened_in_prompt=think_opened_in_prompt))
+
+
+def format_steps_reward(think_opened_in_prompt: bool = False) -> BatchReward:
+    """Registry factory for :func:`format_steps` (reads the ``options`` column when the batch has one)."""
+    _check(think_opened_in_prompt)
+    item = partial(format_steps, think_opened_in_prompt=think_opened_in_prompt)
+    return BatchReward("format_steps", lambda text, options=None: item(text, options), optional=("options",))

@@ -29,7 +29,7 @@ from typing import Any
 
 from medzero_pl.errors import UserError
 from medzero_pl.rewards.diagnosis import diagnosis_match_reward
-from medzero_pl.rewards.format import strict_format_reward, tag_count_format_reward
+from medzero_pl.rewards.format import format_steps_reward, strict_format_reward, tag_count_format_reward
 from medzero_pl.rewards.language import language_consistency_reward
 from medzero_pl.rewards.length import cosine_length_reward, repetition_penalty_reward, soft_overlong_reward
 from medzero_pl.rewards.mcq import mcq_accuracy_reward, open_medical_r1_accuracy_reward
@@ -42,6 +42,7 @@ REWARDS: dict[str, Callable[..., RewardFunction]] = {
     "diagnosis_match": diagnosis_match_reward,
     "strict_format": strict_format_reward,
     "tag_count_format": tag_count_format_reward,
+    "format_steps": format_steps_reward,
     "cosine_length": cosine_length_reward,
     "soft_overlong": soft_overlong_reward,
     "repetition_penalty": repetition_penalty_reward,

@@ -46,6 +46,7 @@ from medzero_pl.rollout.base import Rollouts, SamplingParams
 
 # Wrappers that prefix parameter names: torch.compile, DDP/DeepSpeed engines, Lightning's forward wrapper.
 WRAPPER_PREFIXES = ("_orig_mod.", "module.", "_forward_module.")
+CPU_PREFILL_TOKENS = 8192  # tokens per engine step on CPU (vLLM's default is 4,096, with chunked prefill)
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,12 @@ class VLLMEngine:
             kwargs["kv_cache_memory_bytes"] = int(s.kv_cache_gib * 2**30)
         if s.tensor_parallel_size > 1:
             kwargs["distributed_executor_backend"] = "external_launcher"
+        if not torch.cuda.is_available():
+            # A prompt prefilled in chunks makes vLLM rewind the request's seeded generator, which a CPU generator
+            # cannot do ("CPU Generator does not use offset"): seeded batches of more than 4,096 prompt tokens
+            # crashed. Whole-prompt prefill avoids the rewind.
+            kwargs["enable_chunked_prefill"] = False
+            kwargs["max_num_batched_tokens"] = max(s.max_model_len, CPU_PREFILL_TOKENS)
         threads, set_num_threads = torch.get_num_threads(), torch.set_num_threads
         self.llm = LLM(**kwargs)
         torch.set_num_threads = set_num_threads  # vLLM's CPU worker makes it a no-op for the whole process

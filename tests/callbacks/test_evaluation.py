@@ -9,6 +9,7 @@ import yaml
 
 from medzero_pl.__main__ import main as cli
 from medzero_pl.config import ConfigError, compose
+from medzero_pl.eval.plots import read_metrics
 from medzero_pl.fit import build
 from medzero_pl.fit import main as fit
 from tests.toy_task import toy_overrides
@@ -26,20 +27,18 @@ def eval_overrides(toy, run_dir, shared_data, **fields):
     return toy_overrides(toy, run_dir, **(settings | fields))
 
 
-def test_evaluation_every_n_steps_logs_each_benchmark_and_scorer(toy, tmp_path, shared_data):
+def test_evaluation_logs_each_benchmark_and_scorer_before_training_and_every_n_steps(toy, tmp_path, shared_data):
     cfg = compose(eval_overrides(toy, tmp_path, shared_data, **{"trainer.max_steps": 2, "eval.every_n_steps": 2}))
     trainer, module, datamodule = build(cfg)
     trainer.fit(module, datamodule=datamodule)
-    metrics = trainer.callback_metrics
+    metrics = read_metrics(tmp_path)
     for name in ("medqa", "pubmedqa"):
         for scorer in ("strict", "lenient"):
-            assert 0 <= metrics[f"eval/{name}/{scorer}/accuracy"] <= 1
-            assert f"eval/{name}/{scorer}/format_rate" in metrics
-        assert 0 < metrics[f"eval/{name}/mean_length"] <= 4
+            assert [step for step, _ in metrics[f"eval/{name}/{scorer}/accuracy"]] == [0, 2]  # steps trained
+            assert all(0 <= value <= 1 for _, value in metrics[f"eval/{name}/{scorer}/format_rate"])
+        assert all(0 < value <= 4 for _, value in metrics[f"eval/{name}/mean_length"])
+        assert all(0 <= value <= 1 for _, value in metrics[f"eval/{name}/well_formed_rate"])
     assert "eval/pubmedqa/strict/macro_f1" in metrics
-    rows = (tmp_path / "csv" / "version_0" / "metrics.csv").read_text().splitlines()
-    column = rows[0].split(",").index("eval/medqa/strict/accuracy")
-    assert [r.split(",")[column] != "" for r in rows[1:]].count(True) == 1  # step 2 only
 
 
 def test_validate_through_the_lightning_cli_writes_the_report(toy, tmp_path, shared_data):

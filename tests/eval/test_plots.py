@@ -36,7 +36,15 @@ def test_metrics_of_all_sessions_are_merged_by_step(tmp_path):
 def test_one_png_per_figure_with_data(tmp_path):
     written = plot_run(fake_run(tmp_path))
     stems = sorted(p.stem for p in written)
-    assert stems == ["completion_length", "eval_accuracy", "format", "language_mixing", "reward", "truncated"]
+    assert stems == [
+        "completion_length",
+        "eval_accuracy",
+        "format",
+        "language_mixing",
+        "learning_curve",  # the run evaluated during training
+        "reward",
+        "truncated",
+    ]
     assert all(p.parent == tmp_path / "plots" and p.read_bytes()[:4] == b"\x89PNG" for p in written)
 
 
@@ -59,3 +67,8 @@ def test_the_script(tmp_path):
         timeout=120,
     )
     assert empty.returncode == 1 and "no metrics" in empty.stderr
+
+
+def test_no_learning_curve_without_an_evaluation_during_training(tmp_path):
+    write_csv(tmp_path / "csv" / "version_0" / "metrics.csv", ["epoch", "step", "reward"], [[0, 0, 0.1], [0, 1, 0.2]])
+    assert [p.stem for p in plot_run(tmp_path)] == ["reward"]

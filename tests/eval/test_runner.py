@@ -101,3 +101,15 @@ def test_a_tiny_model_on_20_real_questions_of_every_benchmark(toy, shared_data, 
             assert 0 <= values["accuracy"] <= 1 and 0 <= values["format_rate"] <= 1
     assert "macro_f1" in results["pubmedqa"]["scorers"]["strict"]
     assert "top5" in results["rarearena"]["scorers"]["lenient"]
+
+
+def test_well_formed_rate_follows_whether_the_template_opened_the_reasoning():
+    items = [mcq(0, "A"), mcq(1, "B")]
+    texts = ["x</think><answer>A</answer>", "<think>x</think><answer>B</answer>"]
+    opened = evaluate(ScriptedEngine(texts), tiny_tokenizer(), [pubmed_task(items)], EvalSettings())["pubmedqa"]
+    assert opened["well_formed_rate"] == 0.5  # r1_zero_base ends the prompt with <think>: a second one is malformed
+    assert opened["scorers"]["strict"]["format_rate"] == 1.0  # both answers sit inside <answer> tags
+    closed_template = Task(BENCHMARKS["pubmedqa"], items, prompt_template("open_medical_r1"), "open_medical_r1")
+    closed = evaluate(ScriptedEngine(texts), tiny_tokenizer(), [closed_template], EvalSettings())["pubmedqa"]
+    assert closed["well_formed_rate"] == 0.5  # now only the completion that opens <think> itself is well-formed
+    assert flat_metrics({"pubmedqa": closed})["eval/pubmedqa/well_formed_rate"] == 0.5

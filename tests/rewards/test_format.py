@@ -2,7 +2,13 @@
 
 import pytest
 
-from medzero_pl.rewards.format import strict_format, strict_format_reward, tag_count_format
+from medzero_pl.rewards.format import (
+    format_steps,
+    format_steps_reward,
+    strict_format,
+    strict_format_reward,
+    tag_count_format,
+)
 
 GOOD = "<think>\nAcid maltase deficiency fits.\n</think>\n<answer>Pompe disease</answer>"
 
@@ -75,3 +81,36 @@ def test_tag_count_with_think_opened_in_the_prompt_credits_the_absent_open_tag()
 def test_the_factory_rejects_non_boolean_flags():
     with pytest.raises(ValueError, match="think_opened_in_prompt"):
         strict_format_reward(think_opened_in_prompt="yes")
+
+
+OPTIONS = {"A": "Aspirin", "B": "Heparin"}
+
+
+@pytest.mark.parametrize(
+    ("text", "think_opened", "expected"),
+    [
+        ("x</think><answer>B</answer>", True, 1.0),
+        ("<think>x</think>\n<answer>Heparin</answer>\n", False, 1.0),  # option text, whitespace after
+        ("x</think><answer>C</answer>", True, 0.75),  # C is not an option: no credit for the answer
+        ("x<answer>B</answer>", True, 0.5),  # reasoning never closed: a lone answer block still earns
+        ("x</think>", True, 0.25),  # only the reasoning closed
+        ("x</think><answer>B</answer> Antwort B", True, 0.75),  # text after the answer
+        ("<answer>B</answer>x</think>", True, 0.5),  # answer before the reasoning ends
+        ("x</think><answer>A</answer><answer>B</answer>", True, 0.25),  # two answer blocks
+        ("<think>x</think><answer>B</answer>", True, 0.75),  # reasoning opened again after the prompt did
+        ("The answer is B", True, 0.0),
+    ],
+)
+def test_format_steps_credits_each_part_on_its_own(text, think_opened, expected):
+    assert format_steps(text, OPTIONS, think_opened_in_prompt=think_opened) == expected
+
+
+def test_format_steps_is_one_exactly_for_strict_format_with_a_valid_answer():
+    for text in ["x</think><answer>B</answer>", "x</think><answer>B</answer>!", "x</think><answer>Z</answer>"]:
+        full = format_steps(text, OPTIONS, think_opened_in_prompt=True) == 1.0
+        assert full == (strict_format(text, think_opened_in_prompt=True) == 1.0 and "Z" not in text)
+
+
+def test_format_steps_without_options_accepts_any_non_blank_answer():
+    reward = format_steps_reward(think_opened_in_prompt=True)
+    assert reward(None, ["x</think><answer>Gaucher disease</answer>", "x</think><answer> </answer>"]) == [1.0, 0.75]

@@ -130,3 +130,12 @@ def test_the_process_still_sets_its_own_torch_threads_after_the_engine_started(s
         assert torch.get_num_threads() == threads + 1
     finally:
         torch.set_num_threads(threads)
+
+
+def test_seeded_sampling_of_a_batch_larger_than_one_prefill_step(setup):
+    """More prompt tokens than vLLM's default step budget (4,096): vLLM used to prefill a prompt in chunks and then
+    rewind its seeded generator, which a CPU generator cannot do ("CPU Generator does not use offset")."""
+    engine, _, _ = setup
+    long_prompts = [[10 + (i + j) % 60 for j in range(150)] for i in range(40)]  # 6,000 prompt tokens
+    out = engine.generate(long_prompts, 2, SamplingParams(max_new_tokens=3, temperature=1.0, seed=1))
+    assert len(out.completion_ids) == 80 and all(1 <= len(ids) <= 3 for ids in out.completion_ids)
