@@ -37,7 +37,7 @@ from medzero_pl.models import load_causal_lm, load_tokenizer, resolve_model
 from medzero_pl.rewards import RewardSpec, build_rewards
 from medzero_pl.rollout import build_engine
 from medzero_pl.rollout.base import RolloutEngine, Rollouts, SamplingParams
-from medzero_pl.strategies import clip_and_step, full_named_parameters, prepare_reference
+from medzero_pl.strategies import clip_and_step, full_named_parameters, prepare_reference, unsharded_init
 
 RNG_KEY = "medzero_rng"
 log = logging.getLogger(__name__)
@@ -95,7 +95,8 @@ class GRPOModule(LightningModule):
             object.__setattr__(self, "reference", reference)
         path = resolve_model(self.model_config.name_or_path)
         rank_seed = self.seed + self.global_rank
-        self.engine = build_engine(self.rollout_config, self.policy, self.tokenizer, path, seed=rank_seed)
+        with unsharded_init():  # the engine's own model is whole on every rank, also under ZeRO-3
+            self.engine = build_engine(self.rollout_config, self.policy, self.tokenizer, path, seed=rank_seed)
 
     @property
     def optimizer_steps_per_batch(self) -> int:

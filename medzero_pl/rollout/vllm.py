@@ -24,7 +24,9 @@ Choices worth knowing:
 - Ends of completions follow `HFRolloutEngine`: `eos_ids` are passed as stop tokens, the EOS token is kept in the
   ids (finish reason "stop"), a completion that hits `max_new_tokens` is "length".
 - Threads. vLLM's worker sets torch to 1 intra-op thread for serving unless OMP_NUM_THREADS is set; in-process that
-  is the trainer's setting too, so the caller's thread count is restored after start-up.
+  is the trainer's setting too, so the caller's thread count is restored after start-up. vLLM's CPU worker also
+  replaces `torch.set_num_threads` by a no-op (it pins threads to cores when it runs in its own process, which it
+  does not here); the original function is put back.
 - Sleep mode (GPU only; vLLM's CPU worker ignores it): `sleep()` offloads weights to host memory and drops the KV
   cache (level 1) while the trainer runs; `generate` and `update_weights` wake the engine first.
 - Tensor parallelism: `tensor_parallel_size > 1` uses vLLM's `external_launcher` backend, which needs one training
@@ -99,8 +101,9 @@ class VLLMEngine:
             # crashed. Whole-prompt prefill avoids the rewind.
             kwargs["enable_chunked_prefill"] = False
             kwargs["max_num_batched_tokens"] = max(s.max_model_len, CPU_PREFILL_TOKENS)
-        threads = torch.get_num_threads()
+        threads, set_num_threads = torch.get_num_threads(), torch.set_num_threads
         self.llm = LLM(**kwargs)
+        torch.set_num_threads = set_num_threads  # vLLM's CPU worker makes it a no-op for the whole process
         torch.set_num_threads(threads)  # vLLM sets 1 for serving; in-process that would also slow the trainer down
         self.sleeping = False
         # Probed once: does every parameter keep its checkpoint layout (load_weights) or were some repacked (reload)?

@@ -16,13 +16,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from typing import Any
 
 import torch
 from lightning.pytorch.strategies import Strategy
 from lightning.pytorch.utilities import GradClipAlgorithmType
 
-from medzero_pl.strategies.deepspeed import ZeRO3Strategy, gathered_named_parameters, is_partitioned
+from medzero_pl.strategies.deepspeed import (
+    ZeRO3Strategy,
+    gathered_named_parameters,
+    is_partitioned,
+    zero_init_suspended,
+)
 
 STRATEGIES: dict[str, dict[str, Any]] = {
     "deepspeed_stage3": {"offload": False},
@@ -63,6 +69,12 @@ def full_named_parameters(module: torch.nn.Module, max_numel: int = GATHER_NUMEL
     else:
         for name, param in module.named_parameters():
             yield name, param.detach()
+
+
+def unsharded_init() -> AbstractContextManager[None]:
+    """Build unsharded objects inside `configure_model` (a rollout engine's own copy of the model): Lightning runs
+    that hook under DeepSpeed's `zero.Init` for ZeRO-3, which would partition every module created in it."""
+    return zero_init_suspended()
 
 
 def prepare_reference(strategy: Strategy, model: torch.nn.Module) -> torch.nn.Module:

@@ -22,7 +22,9 @@ import argparse
 import copy
 import os
 import shutil
+import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -231,6 +233,21 @@ def _gathered_block(deepspeed: Any, block: list[tuple[str, torch.nn.Parameter]])
     with deepspeed.zero.GatheredParameters([p for _, p in block], modifier_rank=None):
         for name, param in block:
             yield name, param.data
+
+
+@contextmanager
+def zero_init_suspended() -> Iterator[None]:
+    """Inside an active `deepspeed.zero.Init` (Lightning runs `configure_model` in one under ZeRO-3), suspend it:
+    modules built meanwhile keep whole, ordinary parameters. No-op when no `zero.Init` is active."""
+    zero_init = sys.modules.get("deepspeed.runtime.zero.partition_parameters")  # never imports deepspeed itself
+    if zero_init is None or zero_init.top_level_context is None:
+        yield
+        return
+    zero_init.shutdown_init_context()
+    try:
+        yield
+    finally:
+        zero_init.restore_init_context()
 
 
 def is_partitioned(module: torch.nn.Module) -> bool:

@@ -123,6 +123,15 @@ def test_a_seed_replays_the_same_samples_and_another_seed_does_not(setup):
         assert (reason == "stop") == (ids[-1] in engine.eos_ids)
 
 
+def test_the_process_still_sets_its_own_torch_threads_after_the_engine_started(setup):
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads + 1)
+        assert torch.get_num_threads() == threads + 1
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_seeded_sampling_of_a_batch_larger_than_one_prefill_step(setup):
     """More prompt tokens than vLLM's default step budget (4,096): vLLM used to prefill a prompt in chunks and then
     rewind its seeded generator, which a CPU generator cannot do ("CPU Generator does not use offset")."""

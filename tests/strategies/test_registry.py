@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -14,8 +16,10 @@ from medzero_pl.strategies import (
     full_named_parameters,
     prepare_reference,
     resolve_strategy,
+    unsharded_init,
 )
 from medzero_pl.strategies.deepspeed import ZeRO3Strategy, _publish
+from tests.strategies.launch import ROOT, free_port, rank_env
 from tests.tiny import tiny_llama
 
 
@@ -72,6 +76,33 @@ def test_an_interrupted_save_leaves_the_previous_checkpoint_in_place(tmp_path):
     (ckpt / "last.ckpt-step2.tmp").mkdir()  # a save killed before it was published
     assert checkpoint_exists(ckpt / "last.ckpt") and not checkpoint_exists(ckpt / "last.ckpt-step2.tmp")
     assert (ckpt / "last.ckpt" / "latest").read_text() == "step 1"
+
+
+UNSHARDED_INIT = """
+import deepspeed, deepspeed.ops, torch
+from medzero_pl.strategies import is_partitioned, unsharded_init
+deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False  # as ZeRO3Strategy does: no C++ op compiled
+deepspeed.init_distributed(dist_backend="gloo")
+with deepspeed.zero.Init(config_dict_or_path={"train_micro_batch_size_per_gpu": 1, "zero_optimization": {"stage": 3}}):
+    before = torch.nn.Linear(4, 3)
+    with unsharded_init():  # e.g. a vLLM engine built in configure_model
+        whole = torch.nn.Linear(4, 3)
+    after = torch.nn.Linear(4, 3)
+print(is_partitioned(before), is_partitioned(whole), tuple(whole.weight.shape), is_partitioned(after))
+"""
+
+
+def test_modules_built_under_unsharded_init_keep_whole_parameters_inside_zero_init():
+    pytest.importorskip("deepspeed")
+    env = rank_env(0, 1, free_port())  # a world of one process (gloo), as a launcher would set it up
+    out = subprocess.run([sys.executable, "-c", UNSHARDED_INIT], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().splitlines()[-1] == "True False (3, 4) True"
+
+
+def test_unsharded_init_does_nothing_outside_zero_init():
+    with unsharded_init():
+        assert tiny_llama().model.embed_tokens.weight.numel() > 0
 
 
 def test_plain_modules_yield_their_own_parameters():
