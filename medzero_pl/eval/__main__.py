@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from medzero_pl.config import RolloutConfig
 from medzero_pl.eval.benchmarks import BENCHMARKS, BenchmarkUnavailable, build_tasks
 from medzero_pl.eval.report import write_report
 from medzero_pl.eval.runner import EvalSettings, evaluate
@@ -46,6 +47,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--prompt", help="a conf/prompt template for every benchmark (default: each benchmark's own)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dtype", default="float32")
+    p.add_argument(
+        "--engine", default="hf", choices=["hf", "vllm"], help="hf: model.generate; vllm: the vLLM engine (faster)"
+    )
     p.add_argument("--out", default="runs/eval", help="report directory")
     p.add_argument("--judge-url", help="OpenAI-compatible endpoint (http://host:port/v1) for diagnosis judging")
     p.add_argument("--judge-model", default="judge", help="model name sent to the judge endpoint")
@@ -73,6 +77,24 @@ def load_policy(model: str | None, ckpt: str | None, dtype: str) -> tuple[torch.
     return policy, load_tokenizer(model), model
 
 
+def rollout_engine(
+    kind: str, policy: Any, tokenizer: Any, name: str, settings: EvalSettings, tasks: list[Any], seed: int
+) -> Any:
+    """`model.generate` on the policy, or a vLLM engine built from the base model's directory that then receives the
+    policy's weights (a checkpoint's weights differ from the directory's)."""
+    from medzero_pl.rollout import build_engine
+
+    if kind == "hf":
+        return build_engine(RolloutConfig(engine="hf"), policy, tokenizer, name)
+    from medzero_pl.models import resolve_model
+
+    budget = settings.max_new_tokens or max(task.benchmark.max_new_tokens for task in tasks)
+    config = RolloutConfig(engine="vllm", max_model_len=settings.max_prompt_length + budget)
+    engine = build_engine(config, policy, tokenizer, resolve_model(name), seed=seed)
+    engine.update_weights(policy.named_parameters())
+    return engine
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
@@ -98,8 +120,6 @@ def main(argv: list[str] | None = None) -> int:
         from medzero_pl.eval.judge import JudgeClient
 
         judge = JudgeClient(args.judge_url, args.judge_model, cache_dir=args.judge_cache or Path(args.out) / "judge")
-    from medzero_pl.rollout.hf import HFRolloutEngine
-
     torch.manual_seed(args.seed)
     rows: dict[str, dict[str, Any]] = {}
     runs = [(m, None) for m in args.model] + [(args.model[0] if len(args.model) == 1 else None, c) for c in args.ckpt]
@@ -107,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         policy, tokenizer, name = load_policy(model, ckpt, args.dtype)
         row = f"{ckpt} ({name})" if ckpt else name
         log.info("evaluating %s", row)
-        results = evaluate(HFRolloutEngine(policy, tokenizer), tokenizer, tasks, settings)
+        engine = rollout_engine(args.engine, policy, tokenizer, name, settings, tasks, args.seed)
+        results = evaluate(engine, tokenizer, tasks, settings)
         if judge is not None:
             from medzero_pl.eval.judge import judge_results
 
@@ -115,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
                 if task.benchmark.task == "diagnosis":
                     judge_results(results[task.benchmark.name], task.items, judge)
         rows[row] = results
-        del policy
+        del policy, engine
     meta = {"command": " ".join(sys.argv), "settings": vars(settings), "models": args.model, "checkpoints": args.ckpt}
     md, js = write_report(rows, args.out, meta)
     print(md.read_text())

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from medzero_pl.eval.__main__ import main as evaluate_cli
 from medzero_pl.fit import main as fit
+from tests.tiny import make_tiny_model_dir
 from tests.toy_task import toy_overrides
 
 
@@ -41,3 +44,25 @@ def test_missing_benchmark_files_are_reported_before_any_model_loads(tmp_path, m
     assert evaluate_cli(argv) == 2
     err = capsys.readouterr().err
     assert "medqa" in err and "gpqa_medical" in err
+
+
+@pytest.mark.slow
+def test_the_vllm_engine_scores_a_checkpoint_as_generate_does(toy, tmp_path, shared_data):
+    """Greedy evaluation of a trained checkpoint through vLLM (which loads the base directory and then receives the
+    checkpoint's weights) writes the same completions as `model.generate`."""
+    pytest.importorskip("vllm")
+    model = make_tiny_model_dir(tmp_path / "model", hidden=128)  # vLLM's CPU attention needs head_dim >= 32
+    run = {"model": model, "data": toy["data"]}
+    assert fit(toy_overrides(run, tmp_path / "run", **{"trainer.max_steps": 1, "optim.lr": 0.5})) == 0
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    argv = ["--ckpt", str(ckpt), "--benchmarks", "medqa", "--data-root", str(shared_data), "--limit", "4"]
+    argv += ["--max-new-tokens", "6", "--max-prompt-length", "128", "--prompt", "r1_zero_base"]
+    completions = {}
+    for engine in ("hf", "vllm"):
+        out = tmp_path / f"eval_{engine}"
+        assert evaluate_cli([*argv, "--engine", engine, "--out", str(out)]) == 0
+        (predictions,) = (out / "predictions").glob("*/medqa.jsonl")
+        completions.setdefault(
+            engine, [json.loads(line)["completions"] for line in predictions.read_text().splitlines()]
+        )
+    assert completions["vllm"] == completions["hf"]
