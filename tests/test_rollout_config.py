@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from medzero_pl.config import ConfigError, compose
+from medzero_pl.config import ConfigError, RolloutConfig, compose
 from medzero_pl.module import GRPOModule
 from medzero_pl.rollout import HFRolloutEngine
 from tests.toy_task import toy_overrides
 
 
-def test_the_default_engine_is_hf_and_the_module_builds_it(toy, tmp_path):
+def test_the_schema_defaults_to_hf_the_demo_run_to_vllm_and_the_module_builds_hf(toy, tmp_path):
+    assert RolloutConfig().engine == "hf"
+    assert compose([]).rollout.engine == "vllm"  # conf/config.yaml: measured faster for the demo's GRPO step
     cfg = compose(toy_overrides(toy, tmp_path))
     assert cfg.rollout.engine == "hf"
     module = GRPOModule(cfg.model, cfg.grpo, cfg.optim, cfg.rewards, rollout=cfg.rollout)
@@ -44,3 +46,14 @@ def test_the_hf_engine_accepts_weight_updates_and_sleep_as_no_ops(toy, tmp_path)
     module.engine.update_weights((n, p * 0) for n, p in module.policy.named_parameters())
     module.engine.wake_up()
     assert all(p.equal(before[n]) for n, p in module.policy.named_parameters())
+
+
+def test_a_missing_vllm_is_a_user_error_that_names_the_fix(monkeypatch):
+    import importlib.util
+
+    from medzero_pl.rollout import EngineUnavailable, build_engine
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "vllm" else real_find_spec(name))
+    with pytest.raises(EngineUnavailable, match="rollout.engine=hf"):
+        build_engine(compose([]).rollout, policy=None, tokenizer=None, model_path="unused")

