@@ -173,7 +173,7 @@ def report_duplicates(train: list[Example], val: list[Example]) -> None:
     repeated = [f"{source}/{id_}" for (source, id_), n in seen.items() if n > 1]
     if repeated:
         log.warning("%d ids occur more than once in the training data: %s", len(repeated), ", ".join(repeated[:5]))
-    train_questions = {_normalised(ex.question) for ex in train}
+    train_questions = normalised_questions(train)
     leaked = [ex.id for ex in val if _normalised(ex.question) in train_questions]
     if leaked:
         log.warning(
