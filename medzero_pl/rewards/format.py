@@ -121,4 +121,4 @@ def format_steps_reward(think_opened_in_prompt: bool = False) -> BatchReward:
     """Registry factory for :func:`format_steps` (reads the ``options`` column when the batch has one)."""
     _check(think_opened_in_prompt)
     item = partial(format_steps, think_opened_in_prompt=think_opened_in_prompt)
-    return BatchReward("format_steps", lambda text, options=None: item(text, options), optional=("options",))
+    return BatchReward("format_steps", item, optional=("options",))
