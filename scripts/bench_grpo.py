@@ -52,7 +52,11 @@ before each timed call. Reports tokens/s per engine and batch, start-up and peak
 Limits. Forward FLOPs per token = 2 x (matmul parameters) + 4 x layers x attention width x context. Generation: each
 distinct prompt prefilled once plus one forward per completion token; training: 3 x the forward FLOPs of each distinct
 prompt once (without the LM head) plus every completion token. These are floors: decoding a small batch on CPU is
-bound by memory bandwidth, not matmul rate.
+bound by memory bandwidth, not matmul rate, so generation also gets a weight-read floor: every decode step reads all
+the weights once (one generate call per step decodes its rows together, as many decode steps as its longest
+completion), at the read bandwidth the harness measures (summing a 512 MB tensor). Generation's limit is the larger
+of the two floors. Weight sync's limit is one read and one write of every weight at that bandwidth (runs whose engine
+owns no weights have no sync and show 0).
 """
 
 from __future__ import annotations
@@ -671,6 +675,43 @@ def matmul_rate(threads: int, seconds: float = 1.0) -> float:
     return best
 
 
+def read_bandwidth(threads: int, mb: int = 512) -> float:
+    """Best sustained GB/s of reading a `mb` MB fp32 tensor (a sum over it) on `threads` threads."""
+    import torch
+
+    torch.set_num_threads(threads)
+    a = torch.ones(mb * 2**20 // 4)
+    best = 0.0
+    for _ in range(5):
+        t = time.perf_counter()
+        a.sum()
+        best = max(best, a.numel() * 4 / (time.perf_counter() - t) / 1e9)
+    return best
+
+
+def small_batch_weight_rate(threads: int, rows: int, mb: int = 512) -> float:
+    """GB/s of weights a `rows`-row fp32 matmul streams through, over `mb` MB of model-shaped (576 x 1536) matrices:
+    what a decode step at that batch can reach with torch's CPU GEMM (the weights come from memory, not cache)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    weights = [torch.randn(576, 1536) for _ in range(mb * 2**20 // (576 * 1536 * 4))]
+    x = torch.randn(rows, 576)
+    best = 0.0
+    for _ in range(3):
+        t = time.perf_counter()
+        for w in weights:
+            x @ w
+        best = max(best, len(weights) * w.numel() * 4 / (time.perf_counter() - t) / 1e9)
+    return best
+
+
+def weight_read_seconds(shape: dict[str, int], completion_lengths: list[int], dtype_bytes: int, bandwidth: float):
+    """Floor of one step's decoding when it is bound by memory: the longest completion's decode steps, each reading
+    every matmul weight once at `bandwidth` GB/s."""
+    return max(completion_lengths, default=0) * (shape["body"] + shape["head"]) * dtype_bytes / (bandwidth * 1e9)
+
+
 def model_shape(config: dict[str, Any]) -> dict[str, int]:
     d, layers = config["hidden_size"], config["num_hidden_layers"]
     heads, kv = config["num_attention_heads"], config.get("num_key_value_heads") or config["num_attention_heads"]
@@ -700,12 +741,15 @@ def step_flops(shape: dict[str, int], prompt_lengths: list[int], completion_leng
 
 
 # ------------------------------------------------------------------------------------------------- reporting
-def summarise(runs: list[dict[str, Any]], shape: dict[str, int], group: int, rate: float) -> dict[str, Any]:
+def summarise(
+    runs: list[dict[str, Any]], shape: dict[str, int], group: int, rate: float, bandwidth: float, dtype_bytes: int
+) -> dict[str, Any]:
     """Medians over every measured step of every round (each run's first step is warm-up), plus each round's own."""
     steps = [s for run in runs for s in (run["steps"][1:] or run["steps"])]
     keys = ("step_time", *PHASES, "cpu_step_time", "cpu_generate", "cpu_train")
     median = {k: statistics.median(s.get(k, float("nan")) for s in steps) for k in keys}
     tokens = [sum(s["completion_lengths"]) for s in steps]
+    weight_bytes = (shape["body"] + shape["head"]) * dtype_bytes
     flops = [step_flops(shape, s["prompt_lengths"], s["completion_lengths"], group) for s in steps]
     rounds = []
     for run in runs:
@@ -725,8 +769,12 @@ def summarise(runs: list[dict[str, Any]], shape: dict[str, int], group: int, rat
         "tokens_per_second": sum(tokens) / sum(s["step_time"] for s in steps),
         "mean_completion_length": statistics.mean(c for s in steps for c in s["completion_lengths"]),
         "mean_prompt_length": statistics.mean(p for s in steps for p in s["prompt_lengths"]),
-        "limit_generate": statistics.median(f[0] for f in flops) / (rate * 1e9),
+        "flop_limit_generate": statistics.median(f[0] for f in flops) / (rate * 1e9),
+        "read_limit_generate": statistics.median(
+            weight_read_seconds(shape, s["completion_lengths"], dtype_bytes, bandwidth) for s in steps
+        ),
         "limit_train": statistics.median(f[1] for f in flops) / (rate * 1e9),
+        "limit_sync": 2 * weight_bytes / (bandwidth * 1e9) if any(s["sync"] > 0 for s in steps) else 0.0,
         "startup_seconds": statistics.median(run.get("startup_seconds") or float("nan") for run in runs),
         "peak_rss_mb": max(run["peak_rss_mb"] for run in runs),
         "steps_measured": len(steps),
@@ -744,11 +792,13 @@ ROWS = [  # (label, summary key, format)
     ("mean completion length", "mean_completion_length", "{:.1f}"),
     ("mean prompt length", "mean_prompt_length", "{:.1f}"),
     ("generation (s)", "generate", "{:.2f}"),
-    ("  limit (s)", "limit_generate", "{:.3g}"),
+    ("  limit: FLOPs (s)", "flop_limit_generate", "{:.3g}"),
+    ("  limit: weight reads (s)", "read_limit_generate", "{:.3g}"),
     ("scoring (s)", "score", "{:.3f}"),
     ("training (s)", "train", "{:.2f}"),
     ("  limit (s)", "limit_train", "{:.3g}"),
     ("weight sync (s)", "sync", "{:.3f}"),
+    ("  limit: copy (s)", "limit_sync", "{:.3g}"),
     ("CPU time: step (s)", "cpu_step_time", "{:.1f}"),
     ("CPU time: generation (s)", "cpu_generate", "{:.1f}"),
     ("CPU time: training (s)", "cpu_train", "{:.1f}"),
@@ -825,8 +875,12 @@ def main(argv: list[str] | None = None) -> int:
         forwarded.remove(args.json)
     with tempfile.TemporaryDirectory() as tmp:
         prepared = prepare(args, Path(tmp))
-        rate = matmul_rate(args.threads)
+        rate, bandwidth = matmul_rate(args.threads), read_bandwidth(args.threads)
         print(f"matmul rate: {rate:.1f} GFLOP/s on {args.threads} threads (fp32, (2048x576)@(576x1536))")
+        print(f"read bandwidth: {bandwidth:.1f} GB/s on {args.threads} threads")
+        if not (args.rollout_only or args.forward_only):
+            rows = args.prompts * args.generations
+            print(f"a {rows}-row matmul streams weights at {small_batch_weight_rate(args.threads, rows):.1f} GB/s")
         if args.rollout_only:
             result = rollout_runs(args, forwarded, prepared)
             print(rollout_table(result))
@@ -849,10 +903,19 @@ def main(argv: list[str] | None = None) -> int:
                     Path(args.json + ".partial").write_text(json.dumps(runs, default=str))
                 print(f"round {r + 1}: {label} done in {runs[label][-1]['wall_seconds']:.1f} s", flush=True)
             shape = model_shape(next(iter(runs.values()))[0]["model_config"])
-            summaries = {name: summarise(rs, shape, args.generations, rate) for name, rs in runs.items()}
+            dtype_bytes = 2 if args.dtype == "bfloat16" else 4
+            summaries = {
+                name: summarise(rs, shape, args.generations, rate, bandwidth, dtype_bytes) for name, rs in runs.items()
+            }
             print(setting_line(args))
             print(table(summaries))
-            report = {"matmul_gflops": rate, "setting": vars(args), "summaries": summaries, "runs": runs}
+            report = {
+                "matmul_gflops": rate,
+                "read_gbps": bandwidth,
+                "setting": vars(args),
+                "summaries": summaries,
+                "runs": runs,
+            }
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1, default=str))
     return 0

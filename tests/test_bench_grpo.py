@@ -47,15 +47,33 @@ def test_the_flop_floor_runs_each_prompt_once_and_each_completion_token_once():
     assert two_groups[1] > one_group[1]
 
 
+def test_the_weight_read_floor_reads_every_weight_once_per_decode_step_of_the_longest_completion():
+    # 110 matmul parameters x 4 bytes x 5 decode steps (the longest row) at 1e-6 GB/s
+    assert bench.weight_read_seconds(SHAPE, [5, 2, 3], dtype_bytes=4, bandwidth=1e-6) == pytest.approx(
+        110 * 4 * 5 / 1e3
+    )
+    assert bench.weight_read_seconds(SHAPE, [5], dtype_bytes=2, bandwidth=1e-6) == pytest.approx(110 * 2 * 5 / 1e3)
+
+
 def test_the_summary_excludes_each_runs_first_step_and_takes_medians():
     def step(t, gen):
         return {"step_time": t, "generate": gen, "score": 0.0, "train": t - gen, "sync": 0.0,
                 "prompt_lengths": [3, 3], "completion_lengths": [2, 2]}  # fmt: skip
 
     runs = [{"steps": [step(100.0, 50.0), step(4.0, 1.0), step(6.0, 3.0)], "peak_rss_mb": 10.0}]
-    summary = bench.summarise(runs, SHAPE, group=2, rate=1.0)
+    summary = bench.summarise(runs, SHAPE, group=2, rate=1.0, bandwidth=1.0, dtype_bytes=4)
     assert summary["step_time"] == 5.0 and summary["generate"] == 2.0 and summary["steps_measured"] == 2
+    assert summary["limit_sync"] == 0  # no step synced: the engine generates with the policy itself
     assert summary["tokens_per_second"] == pytest.approx(8 / 10)
+
+
+def test_the_sync_limit_is_one_read_and_one_write_of_every_weight():
+    step = {"step_time": 2.0, "generate": 1.0, "score": 0.0, "train": 0.5, "sync": 0.5,
+            "prompt_lengths": [3, 3], "completion_lengths": [2, 2]}  # fmt: skip
+    summary = bench.summarise(
+        [{"steps": [step, step], "peak_rss_mb": 1.0}], SHAPE, 2, 1.0, bandwidth=1e-6, dtype_bytes=4
+    )
+    assert summary["limit_sync"] == pytest.approx(2 * 110 * 4 / 1e3)
 
 
 def test_every_round_runs_each_trainer_once_in_the_same_order():
@@ -99,7 +117,7 @@ def test_the_summary_keeps_each_rounds_median_beside_the_median_over_rounds():
         {"steps": [step(100.0), step(2.0), step(4.0)], "peak_rss_mb": 10.0, "engine": "vllm", "startup_seconds": 5.0},
         {"steps": [step(100.0), step(8.0), step(8.0)], "peak_rss_mb": 12.0, "engine": "vllm", "startup_seconds": 7.0},
     ]
-    summary = bench.summarise(runs, SHAPE, group=2, rate=1.0)
+    summary = bench.summarise(runs, SHAPE, group=2, rate=1.0, bandwidth=1.0, dtype_bytes=4)
     assert [r["step_time"] for r in summary["rounds"]] == [3.0, 8.0]
     assert summary["step_time"] == 6.0  # median of 2, 4, 8, 8
     assert summary["engine"] == "vllm" and summary["startup_seconds"] == 6.0 and summary["peak_rss_mb"] == 12.0
@@ -181,9 +199,9 @@ def test_quick_run_reports_every_phase_for_medzero(tmp_path):
     summary = report["summaries"]["medzero"]
     for key in ("step_time", "tokens_per_second", "generate", "score", "train", "sync", "peak_rss_mb"):
         assert summary[key] >= 0, key
-    assert summary["limit_generate"] > 0 and summary["limit_train"] > 0
+    assert summary["flop_limit_generate"] > 0 and summary["read_limit_generate"] > 0 and summary["limit_train"] > 0
     assert summary["steps_measured"] == 1  # --quick: 2 steps, the first excluded
-    assert "| median step (s) |" in stdout and "matmul rate:" in stdout
+    assert "| median step (s) |" in stdout and "matmul rate:" in stdout and "read bandwidth:" in stdout
 
 
 @pytest.mark.slow
