@@ -706,10 +706,10 @@ def small_batch_weight_rate(threads: int, rows: int, mb: int = 512) -> float:
     return best
 
 
-def weight_read_seconds(shape: dict[str, int], completion_lengths: list[int], dtype_bytes: int, bandwidth: float):
+def weight_read_seconds(completion_lengths: list[int], weight_bytes: int, bandwidth: float) -> float:
     """Floor of one step's decoding when it is bound by memory: the longest completion's decode steps, each reading
-    every matmul weight once at `bandwidth` GB/s."""
-    return max(completion_lengths, default=0) * (shape["body"] + shape["head"]) * dtype_bytes / (bandwidth * 1e9)
+    `weight_bytes` of matmul weights once at `bandwidth` GB/s."""
+    return max(completion_lengths, default=0) * weight_bytes / (bandwidth * 1e9)
 
 
 def model_shape(config: dict[str, Any]) -> dict[str, int]:
@@ -771,7 +771,7 @@ def summarise(
         "mean_prompt_length": statistics.mean(p for s in steps for p in s["prompt_lengths"]),
         "flop_limit_generate": statistics.median(f[0] for f in flops) / (rate * 1e9),
         "read_limit_generate": statistics.median(
-            weight_read_seconds(shape, s["completion_lengths"], dtype_bytes, bandwidth) for s in steps
+            weight_read_seconds(s["completion_lengths"], weight_bytes, bandwidth) for s in steps
         ),
         "limit_train": statistics.median(f[1] for f in flops) / (rate * 1e9),
         "limit_sync": 2 * weight_bytes / (bandwidth * 1e9) if any(s["sync"] > 0 for s in steps) else 0.0,

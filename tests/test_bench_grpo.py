@@ -49,10 +49,10 @@ def test_the_flop_floor_runs_each_prompt_once_and_each_completion_token_once():
 
 def test_the_weight_read_floor_reads_every_weight_once_per_decode_step_of_the_longest_completion():
     # 110 matmul parameters x 4 bytes x 5 decode steps (the longest row) at 1e-6 GB/s
-    assert bench.weight_read_seconds(SHAPE, [5, 2, 3], dtype_bytes=4, bandwidth=1e-6) == pytest.approx(
+    assert bench.weight_read_seconds([5, 2, 3], weight_bytes=110 * 4, bandwidth=1e-6) == pytest.approx(
         110 * 4 * 5 / 1e3
     )
-    assert bench.weight_read_seconds(SHAPE, [5], dtype_bytes=2, bandwidth=1e-6) == pytest.approx(110 * 2 * 5 / 1e3)
+    assert bench.weight_read_seconds([5], weight_bytes=110 * 2, bandwidth=1e-6) == pytest.approx(110 * 2 * 5 / 1e3)
 
 
 def test_the_summary_excludes_each_runs_first_step_and_takes_medians():
