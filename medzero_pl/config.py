@@ -242,6 +242,10 @@ class RolloutConfig:
     """vllm, GPU only: offload the engine's weights and drop its KV cache while the trainer runs."""
     kv_cache_gib: float | None = None
     """vllm: KV cache size; None derives it from gpu_memory_utilization on GPU and uses 1 GiB on CPU."""
+    block_size: int | None = None
+    """vllm: tokens per KV-cache block; None: 32 on CPU, vLLM's default on GPU. The G rows of a prompt share only its
+    full blocks, so smaller blocks leave less of each prompt to prefill again (vLLM's CPU attention needs multiples
+    of 32; its CPU default is 128)."""
     off_policy_correction: str = "token"
     """Truncated importance sampling against the sampler's log-probs (vllm only): token | sequence | none."""
     off_policy_cap: float = 2.0
@@ -278,6 +282,8 @@ def rollout_problems(cfg: Config) -> list[str]:
             problems.append(f"rollout.tensor_parallel_size={r.tensor_parallel_size}: expected >= 1")
         if r.kv_cache_gib is not None and r.kv_cache_gib <= 0:
             problems.append(f"rollout.kv_cache_gib={r.kv_cache_gib}: expected > 0 or null")
+        if r.block_size is not None and r.block_size < 1:
+            problems.append(f"rollout.block_size={r.block_size}: expected a positive number of tokens or null")
     return problems
 
 

@@ -60,6 +60,7 @@ class VLLMSettings:
     enforce_eager: bool = True
     enable_sleep_mode: bool = False
     kv_cache_gib: float | None = None
+    block_size: int | None = None
     seed: int = 0
 
 
@@ -93,6 +94,8 @@ class VLLMEngine:
         }
         if s.kv_cache_gib is not None:
             kwargs["kv_cache_memory_bytes"] = int(s.kv_cache_gib * 2**30)
+        if s.block_size is not None:
+            kwargs["block_size"] = s.block_size
         if s.tensor_parallel_size > 1:
             kwargs["distributed_executor_backend"] = "external_launcher"
         if not torch.cuda.is_available():

@@ -123,6 +123,18 @@ def test_a_seed_replays_the_same_samples_and_another_seed_does_not(setup):
         assert (reason == "stop") == (ids[-1] in engine.eos_ids)
 
 
+def test_rows_of_a_prompt_longer_than_a_kv_block_decode_as_the_policy_does(setup):
+    """On CPU a KV block holds 32 tokens (vLLM's CPU default is 128), so the rows of a 100-token prompt share its three
+    full blocks and each prefills only the last 4 tokens itself; what they decode must not change."""
+    engine, policy, tokenizer = setup
+    assert engine.llm.llm_engine.vllm_config.cache_config.block_size == 32
+    engine.update_weights(policy.named_parameters())
+    prompts = [[10 + (7 * j) % 60 for j in range(100)], [20 + (3 * j) % 50 for j in range(70)]]
+    expected = HFRolloutEngine(policy, tokenizer).generate(prompts, 1, GREEDY)
+    shared = engine.generate(prompts, 4, GREEDY)
+    assert shared.completion_ids == [ids for ids in expected.completion_ids for _ in range(4)]
+
+
 def test_the_process_still_sets_its_own_torch_threads_after_the_engine_started(setup):
     threads = torch.get_num_threads()
     try:
