@@ -15,6 +15,9 @@ Choices worth knowing:
   parameters), the worker's `reload_weights(weights_iterator=...)` restores the layout layer by layer, loads and
   repacks. A tied LM head (it shares the embedding matrix but has its own packed copy on CPU) receives no tensor of
   its own, so it is re-processed from the reloaded embedding afterwards. The prefix cache is reset after every update.
+  vLLM's reload warns "<Module>: Failed to load weights" for every module that received no tensor; for a tied head
+  (re-processed here) and rotary embeddings (a computed cache, no weights) that is expected, and those two warnings
+  are filtered out. A warning for any other module still shows: it would mean a weight the sync did not deliver.
 - Log-probs. `logprobs_mode="processed_logprobs"`: the sampler's log-prob of each sampled token after temperature (and
   top-k/top-p, which renormalise), i.e. of the distribution it really sampled from (TRL does the same). With
   top_p = 1 and top_k = 0 this is exactly what the trainer computes, `log_softmax(logits / T)`.
@@ -35,6 +38,7 @@ Choices worth knowing:
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -111,6 +115,7 @@ class VLLMEngine:
         self.sleeping = False
         # Probed once: does every parameter keep its checkpoint layout (load_weights) or were some repacked (reload)?
         self.load_path = "load_weights" if all(self._apply(_keeps_checkpoint_layout)) else "reload_weights"
+        self.tied_head = bool(getattr(self.llm.llm_engine.model_config.hf_config, "tie_word_embeddings", False))
 
     # ---------------------------------------------------------------------------------------- rollouts
     def generate(self, prompt_ids: list[list[int]], n: int, sampling: SamplingParams) -> Rollouts:
@@ -160,7 +165,8 @@ class VLLMEngine:
         if self.load_path == "load_weights":
             self._apply(lambda model: model.load_weights(weights))
         else:
-            self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})
+            with _ExpectedReloadWarningsFiltered(tied_head=self.tied_head):
+                self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})
             self._apply(_reprocess_tied_heads)
         self.llm.reset_prefix_cache()
 
@@ -194,6 +200,30 @@ def _engine_names(named_tensors: Iterable[tuple[str, torch.Tensor]]) -> Iterator
 
 def _keeps_checkpoint_layout(model: torch.nn.Module) -> bool:
     return all(p.numel() > 0 for p in model.parameters())
+
+
+class _ExpectedReloadWarningsFiltered(logging.Filter):
+    """While active, drops vLLM's reload warning for modules that own no checkpoint tensor (see the module docstring)."""
+
+    LOGGER = "vllm.model_executor.model_loader.reload.layerwise"
+    MESSAGE = "%s: Failed to load weights"
+
+    def __init__(self, tied_head: bool) -> None:
+        super().__init__()
+        self.tied_head = tied_head
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg != self.MESSAGE or not record.args:
+            return True
+        module = str(record.args[0])
+        return not (module.endswith("RotaryEmbedding") or (self.tied_head and module == "ParallelLMHead"))
+
+    def __enter__(self) -> _ExpectedReloadWarningsFiltered:
+        logging.getLogger(self.LOGGER).addFilter(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        logging.getLogger(self.LOGGER).removeFilter(self)
 
 
 def _reprocess_tied_heads(model: torch.nn.Module) -> None:

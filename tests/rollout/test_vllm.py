@@ -6,6 +6,7 @@ vLLM is a dependency of `make setup`; outside CI a missing vLLM skips these test
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -83,10 +84,16 @@ def test_greedy_rollouts_after_a_sync_equal_the_policys_own_generate(setup):
     assert synced.finish_reasons == [r for r in changed.finish_reasons for _ in range(2)]
 
 
-def test_every_engine_weight_equals_the_policys_after_a_sync(setup):
+def test_every_engine_weight_equals_the_policys_after_a_sync(setup, caplog):
     engine, policy, _ = setup
     perturb(policy, seed=2)
-    engine.update_weights((f"module.{name}", p) for name, p in policy.named_parameters())  # wrapper prefixes go
+    reload_log = logging.getLogger("vllm.model_executor.model_loader.reload.layerwise")
+    reload_log.addHandler(caplog.handler)  # vLLM's loggers do not propagate to the root logger
+    try:
+        engine.update_weights((f"module.{name}", p) for name, p in policy.named_parameters())  # wrapper prefixes go
+    finally:
+        reload_log.removeHandler(caplog.handler)
+    assert not [r.getMessage() for r in caplog.records if "Failed to load weights" in r.getMessage()]
     expected = in_engine_layout({name: p.detach().cpu() for name, p in policy.named_parameters()})
     actual = engine.named_weights()
     assert expected.keys() == actual.keys()
