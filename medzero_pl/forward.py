@@ -16,7 +16,13 @@ this cheaper than running the model on every padded row, and neither changes a s
   in any forward.
 
 The prompt pass stops one token short of the prompt: the last prompt token leads the completion segment, so the
-completion pass returns exactly the `C` logits that score the `C` completion tokens and no logits need concatenating.
+completion pass returns exactly the `C` positions that score the `C` completion tokens and nothing needs
+concatenating.
+
+For the common architectures (`medzero_pl.lm_head.SPLIT_MODEL_TYPES`: Llama, Mistral, Qwen 2/3) both passes run the
+decoder alone and the LM head scores its hidden states a chunk of positions at a time (`medzero_pl/lm_head.py`), so
+the `(B, C, V)` logits and their gradient are never held whole. Other models run their own forward and are scored
+from full logits.
 
 Limitation: Hugging Face layers drop any KV cache under gradient checkpointing (`GradientCheckpointingLayer`), so a
 checkpointed model in training mode falls back to the plain forward.
@@ -27,8 +33,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from transformers.utils import ModelOutput
 
-from medzero_pl.grpo import completion_logprobs, token_entropy
+from medzero_pl.lm_head import head_logprobs_and_entropy, logprobs_and_entropy, split_lm_head
 
 
 def prompt_groups(prompt_ids: Tensor, prompt_mask: Tensor) -> tuple[Tensor, Tensor]:
@@ -60,31 +67,35 @@ def trim_columns(attention_mask: Tensor, n_completion: int) -> tuple[int, int]:
     return start, max(1, n_kept)
 
 
-def plain_logits(
-    model: torch.nn.Module, input_ids: Tensor, attention_mask: Tensor, positions: Tensor, n: int
-) -> Tensor:
-    """`(B, n, V)` logits whose position t predicts the t-th of the last `n` tokens, one pass over every row."""
-    out = model(
+def plain_forward(
+    model: torch.nn.Module, input_ids: Tensor, attention_mask: Tensor, positions: Tensor, **kwargs
+) -> ModelOutput:
+    """One pass over every row, all but the last token (it predicts nothing); `kwargs` go to the model."""
+    return model(
         input_ids=input_ids[:, :-1],
         attention_mask=attention_mask[:, :-1],
         position_ids=positions[:, :-1],
         use_cache=False,
-        logits_to_keep=n,
+        **kwargs,
     )
-    return out.logits
 
 
-def shared_prompt_logits(
-    model: torch.nn.Module, input_ids: Tensor, attention_mask: Tensor, positions: Tensor, n: int
-) -> Tensor:
-    """Same as `plain_logits`, running each distinct prompt (all but the last `n` tokens) once.
+def shared_prompt_forward(
+    model: torch.nn.Module, input_ids: Tensor, attention_mask: Tensor, positions: Tensor, n: int, **prompt_kwargs
+) -> ModelOutput:
+    """The pass over the last `n` positions of every row, each distinct prompt (all but the last `n` tokens) run once.
 
     Args:
-        model: a Hugging Face causal LM (any model whose forward takes `past_key_values` as a `DynamicCache`).
+        model: a Hugging Face causal LM or decoder (any model whose forward takes `past_key_values` as a
+            `DynamicCache`).
         input_ids: `(B, P + n)` rows, the prompt part left-padded.
         attention_mask: `(B, P + n)`.
         positions: `(1, P + n)` position ids.
         n: completion width; needs `P >= 2`.
+        prompt_kwargs: extra arguments of the prompt pass.
+
+    Returns:
+        The completion pass's output: `n` positions, position t predicting the t-th of the last `n` tokens.
     """
     head = input_ids.shape[1] - n - 1  # the prompt minus its last token (that one leads the completion segment)
     group, first = prompt_groups(input_ids[:, : head + 1], attention_mask[:, : head + 1])
@@ -93,18 +104,17 @@ def shared_prompt_logits(
         attention_mask=attention_mask[first, :head],
         position_ids=positions[:, :head],
         use_cache=True,
-        logits_to_keep=1,
+        **prompt_kwargs,
     )
     cache = prompt.past_key_values
     cache.batch_select_indices(group)  # (U, H, head, D) -> (B, H, head, D) per layer; gradients sum back per prompt
-    out = model(
+    return model(
         input_ids=input_ids[:, head:-1],  # last prompt token + completion minus its last token: n tokens
         attention_mask=attention_mask[:, :-1],
         position_ids=positions[:, head:-1],
         past_key_values=cache,
         use_cache=True,
     )
-    return out.logits  # (B, n, V)
 
 
 def _cache_usable(model: torch.nn.Module) -> bool:
@@ -123,6 +133,7 @@ def completion_logprobs_and_entropy(
     temperature: float,
     *,
     shared_prompt: bool = False,
+    fused_head: bool = False,
     with_entropy: bool = False,
     entropy_grad: bool = False,
 ) -> tuple[Tensor, Tensor | None]:
@@ -135,6 +146,8 @@ def completion_logprobs_and_entropy(
         completion_ids: `(B, C)` the completion part of `input_ids`.
         temperature: the sampling temperature the logits are divided by.
         shared_prompt: run each distinct prompt once and its completions against its KV cache.
+        fused_head: score with the LM head fused into the log-softmax (`medzero_pl/lm_head.py`) when the model
+            splits into decoder and head; otherwise from the model's full logits.
         with_entropy: also return token entropies.
         entropy_grad: build a graph for the entropies (only when they are part of the loss).
 
@@ -147,14 +160,23 @@ def completion_logprobs_and_entropy(
     end = input_ids.shape[1] - n_completion + n
     ids, attn = input_ids[:, start:end], attention_mask[:, start:end]
     positions = torch.arange(start, end, device=ids.device).unsqueeze(0)  # (1, L): the untrimmed positions
-    if shared_prompt and ids.shape[1] - n >= 2 and _cache_usable(model):
-        logits = shared_prompt_logits(model, ids, attn, positions, n)
+    split = split_lm_head(model) if fused_head else None  # (decoder, head): hidden states, scored block by block
+    out = _completion_outputs(split[0] if split else model, ids, attn, positions, n, shared_prompt, split is None)
+    target, scores = completion_ids[:, :n], {"with_entropy": with_entropy, "entropy_grad": entropy_grad}
+    if split:
+        logp, entropy = head_logprobs_and_entropy(
+            split[1], out.last_hidden_state[:, -n:], target, temperature, **scores
+        )
     else:
-        logits = plain_logits(model, ids, attn, positions, n)
+        logp, entropy = logprobs_and_entropy(out.logits, target, temperature, **scores)
     pad = (0, n_completion - n)
-    logp = F.pad(completion_logprobs(logits, completion_ids[:, :n], temperature), pad)
-    entropy = None
-    if with_entropy:
-        with torch.set_grad_enabled(torch.is_grad_enabled() and entropy_grad):
-            entropy = F.pad(token_entropy(logits, temperature), pad)
-    return logp, entropy
+    return F.pad(logp, pad), F.pad(entropy, pad) if entropy is not None else None
+
+
+def _completion_outputs(
+    model: torch.nn.Module, ids: Tensor, attn: Tensor, positions: Tensor, n: int, shared: bool, logits: bool
+) -> ModelOutput:
+    """The outputs (logits of a causal LM when `logits`, else hidden states) that predict the last `n` tokens."""
+    if shared and ids.shape[1] - n >= 2 and _cache_usable(model):
+        return shared_prompt_forward(model, ids, attn, positions, n, **({"logits_to_keep": 1} if logits else {}))
+    return plain_forward(model, ids, attn, positions, **({"logits_to_keep": n} if logits else {}))

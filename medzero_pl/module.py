@@ -299,6 +299,7 @@ class GRPOModule(LightningModule):
             inputs["completion_ids"][rows],  # (B, Lc)
             self.grpo.temperature,
             shared_prompt=self.grpo.shared_prompt_forward,
+            fused_head=self.grpo.fused_lm_head,
             with_entropy=with_entropy,
             entropy_grad=self.grpo.entropy_coef != 0,  # entropy is logged always, but needs a graph only in the loss
         )

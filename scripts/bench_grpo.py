@@ -105,6 +105,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--gradient-checkpointing", action="store_true")
     p.add_argument("--no-shared-prompt", action="store_true", help="medzero_pl: plain training forward")
+    p.add_argument("--no-fused-head", action="store_true", help="medzero_pl: score from full logits")
     p.add_argument("--fixed-length", action="store_true", help="both trainers generate exactly --max-new-tokens")
     p.add_argument(
         "--engine",
@@ -329,6 +330,7 @@ def run_medzero(args: argparse.Namespace, prepared: dict[str, Any], workdir: Pat
         f"grpo.num_iterations={args.mu}",
         f"grpo.micro_batch_size={args.micro_batch}",
         f"grpo.shared_prompt_forward={str(not args.no_shared_prompt).lower()}",
+        f"grpo.fused_lm_head={str(not args.no_fused_head).lower()}",
         f"model.dtype={args.dtype}",
         f"model.gradient_checkpointing={str(args.gradient_checkpointing).lower()}",
         f"optim.lr={args.lr}",
@@ -604,7 +606,13 @@ def run_forward(args: argparse.Namespace, prepared: dict[str, Any], workdir: Pat
                 t, c = time.perf_counter(), time.process_time()
                 with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
                     logp, _ = completion_logprobs_and_entropy(
-                        model, ids, attn, ids[:, lp:], args.temperature, shared_prompt=shared
+                        model,
+                        ids,
+                        attn,
+                        ids[:, lp:],
+                        args.temperature,
+                        shared_prompt=shared,
+                        fused_head=not args.no_fused_head,
                     )
                 (logp * attn[:, lp:]).sum().backward()
                 times.append(time.perf_counter() - t)
@@ -932,7 +940,8 @@ def setting_line(args: argparse.Namespace) -> str:
         f"{' (fixed length)' if args.fixed_length else ''}, K={args.steps} steps x {args.rounds} rounds, "
         f"T={args.temperature}, seed {args.seed}, {args.dtype}, beta {args.beta}, {args.loss_type}, mu {args.mu}, "
         f"micro-batch {args.micro_batch}, gradient checkpointing {'on' if args.gradient_checkpointing else 'off'}, "
-        f"medzero shared-prompt forward {'off' if args.no_shared_prompt else 'on'}, medzero engine "
+        f"medzero shared-prompt forward {'off' if args.no_shared_prompt else 'on'}, "
+        f"fused LM head {'off' if args.no_fused_head else 'on'}, medzero engine "
         f"{','.join(args.engines)}, TRL engine {','.join(args.trl_engines)}, {args.threads} threads"
     )
 

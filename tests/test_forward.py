@@ -1,4 +1,5 @@
-"""The training forward: trimming and the shared-prompt forward give the plain forward's log-probs, loss and gradients."""
+"""The training forward: trimming, the shared-prompt forward and the fused LM head give the plain forward's log-probs,
+loss and gradients."""
 
 from __future__ import annotations
 
@@ -54,18 +55,23 @@ def test_trimming_keeps_only_columns_holding_a_token():
     assert trim_columns(torch.tensor([[0, 1, 0, 0]]), n_completion=2) == (1, 1)  # empty completions keep one column
 
 
-@pytest.mark.parametrize("shared", [False, True], ids=["plain", "shared"])
-def test_log_probs_equal_the_untrimmed_full_forward(shared):
+FORWARDS = {"shared": (True, False), "fused-head": (False, True), "shared+fused-head": (True, True)}
+
+
+@pytest.mark.parametrize("shared,fused", [(False, False), *FORWARDS.values()], ids=["plain", *FORWARDS])
+def test_log_probs_equal_the_untrimmed_full_forward(shared, fused):
     model = _model(0)
     ids, attn, completion_ids, completion_mask = _batch(prompt_lengths=(4, 3, 2))
-    logp, _ = completion_logprobs_and_entropy(model, ids, attn, completion_ids, TEMPERATURE, shared_prompt=shared)
+    logp, _ = completion_logprobs_and_entropy(
+        model, ids, attn, completion_ids, TEMPERATURE, shared_prompt=shared, fused_head=fused
+    )
     logits = model(input_ids=ids, attention_mask=attn, logits_to_keep=completion_ids.shape[1] + 1).logits[:, :-1]
     expected = completion_logprobs(logits, completion_ids, TEMPERATURE)
     torch.testing.assert_close(logp * completion_mask, expected * completion_mask, atol=TOL, rtol=0)
     assert (logp[:, 5:] == 0).all()  # past the longest completion: trimmed, zero
 
 
-def _micro_batched_loss_and_grads(model, ref, old, batch, loss_type, shared, micro_batch):
+def _micro_batched_loss_and_grads(model, ref, old, batch, loss_type, shared, fused, micro_batch):
     """One GRPO pass as the module runs it (reference log-probs, old log-probs of mu = 2, micro-batches)."""
     ids, attn, completion_ids, mask = batch
     advantages = torch.tensor([1.0, -1.0, 0.5, -0.5, 0.0, 0.3])
@@ -78,7 +84,7 @@ def _micro_batched_loss_and_grads(model, ref, old, batch, loss_type, shared, mic
             with torch.set_grad_enabled(grad):
                 args = (m, ids[s], attn[s], completion_ids[s], TEMPERATURE)
                 return completion_logprobs_and_entropy(
-                    *args, shared_prompt=shared, with_entropy=True, entropy_grad=True
+                    *args, shared_prompt=shared, fused_head=fused, with_entropy=True, entropy_grad=True
                 )
 
         logp, entropy = forward(model)
@@ -103,17 +109,18 @@ def _micro_batched_loss_and_grads(model, ref, old, batch, loss_type, shared, mic
     return total, torch.cat(logps), {n: p.grad.clone() for n, p in model.named_parameters()}
 
 
+@pytest.mark.parametrize("shared,fused", FORWARDS.values(), ids=FORWARDS)
 @pytest.mark.parametrize("loss_type", sorted(AGGREGATIONS))
 @pytest.mark.parametrize("micro_batch", [6, 4, 3], ids=["one", "group-crossing", "group-slices"])
-def test_shared_prompt_forward_gives_the_plain_loss_and_gradients(loss_type, micro_batch):
+def test_shared_prompt_and_fused_head_give_the_plain_loss_and_gradients(loss_type, micro_batch, shared, fused):
     model, ref = _model(0), _model(1)
     old = copy.deepcopy(model)  # mu = 2: the sampler is the policy one update earlier
     with torch.no_grad():
         for p in old.parameters():
             p.add_(0.05 * torch.randn_like(p))
     batch = _batch()
-    plain = _micro_batched_loss_and_grads(model, ref, old, batch, loss_type, False, micro_batch)
-    shared = _micro_batched_loss_and_grads(model, ref, old, batch, loss_type, True, micro_batch)
+    plain = _micro_batched_loss_and_grads(model, ref, old, batch, loss_type, False, False, micro_batch)
+    shared = _micro_batched_loss_and_grads(model, ref, old, batch, loss_type, shared, fused, micro_batch)
     assert shared[0] == pytest.approx(plain[0], abs=TOL)
     torch.testing.assert_close(shared[1], plain[1], atol=TOL, rtol=0)
     for name, grad in plain[2].items():
@@ -156,7 +163,7 @@ def test_gradient_checkpointing_falls_back_to_the_plain_forward():
     torch.testing.assert_close(grads[1], grads[0], atol=TOL, rtol=TOL)
 
 
-def _train(toy, run_dir, shared: bool) -> tuple[dict[str, torch.Tensor], list[float]]:
+def _train(toy, run_dir, shared: bool, fused: bool) -> tuple[dict[str, torch.Tensor], list[float]]:
     settings = {
         "trainer.max_steps": 2,
         "grpo.num_generations": 4,
@@ -165,6 +172,7 @@ def _train(toy, run_dir, shared: bool) -> tuple[dict[str, torch.Tensor], list[fl
         "grpo.num_iterations": 2,
         "grpo.beta": 0.04,
         "grpo.shared_prompt_forward": str(shared).lower(),
+        "grpo.fused_lm_head": str(fused).lower(),
     }
     cfg = compose(toy_overrides(toy, run_dir, **settings))
     trainer, module, datamodule = build(cfg)
@@ -179,9 +187,9 @@ def _train(toy, run_dir, shared: bool) -> tuple[dict[str, torch.Tensor], list[fl
     return {k: v.clone() for k, v in module.policy.state_dict().items()}, losses
 
 
-def test_a_run_with_the_shared_prompt_forward_trains_like_the_plain_one(toy, tmp_path):
-    plain_weights, plain_losses = _train(toy, tmp_path / "plain", shared=False)
-    shared_weights, shared_losses = _train(toy, tmp_path / "shared", shared=True)
+def test_a_run_with_the_shared_prompt_forward_and_fused_head_trains_like_the_plain_one(toy, tmp_path):
+    plain_weights, plain_losses = _train(toy, tmp_path / "plain", shared=False, fused=False)
+    shared_weights, shared_losses = _train(toy, tmp_path / "shared", shared=True, fused=True)
     assert shared_losses == pytest.approx(plain_losses, abs=TOL)
     for name, tensor in plain_weights.items():
         torch.testing.assert_close(shared_weights[name], tensor, atol=TOL, rtol=0, msg=name)

@@ -4,7 +4,12 @@ Imports torch only, so a LightningModule, a plain training loop and the tests al
 """
 
 from medzero_pl.grpo.advantages import ADVANTAGE_SCALES, GroupAdvantages, group_advantages
-from medzero_pl.grpo.logprobs import completion_logprobs, selective_log_softmax, token_entropy
+from medzero_pl.grpo.logprobs import (
+    completion_logprobs,
+    linear_logprobs_and_entropy,
+    selective_log_softmax,
+    token_entropy,
+)
 from medzero_pl.grpo.loss import (
     AGGREGATIONS,
     clip_fractions,
@@ -25,6 +30,7 @@ __all__ = [
     "group_advantages",
     "grpo_loss",
     "k3_kl",
+    "linear_logprobs_and_entropy",
     "mask_truncated_completions",
     "masked_mean",
     "selective_log_softmax",

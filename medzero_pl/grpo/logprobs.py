@@ -10,6 +10,9 @@ bf16 log-softmax rows alive for backward:
 - A custom backward recomputes each block's softmax from the saved logits and log-normaliser, so autograd never keeps
   the per-block float32 copies either. Peak extra memory is one block plus the gradient of the logits.
 - The temperature is applied inside the block, so no temperature-scaled copy of the logits is made.
+
+`linear_logprobs_and_entropy` goes one step further and fuses the LM head in: it takes hidden states and the head's
+weight, so not even the logits are ever stored (Liger's fused linear cross-entropy does the same for SFT).
 """
 
 import torch
@@ -18,6 +21,10 @@ from torch.autograd.function import once_differentiable
 
 CHUNK_NUMEL = 1 << 24
 """Float32 elements per block (64 MiB): about 110 rows at a 152k vocabulary."""
+
+LINEAR_CHUNK_NUMEL = 1 << 23
+"""Logits per block of `linear_logprobs_and_entropy` (32 MiB in float32): 170 rows at a 49k vocabulary, 55 at 152k.
+A block's working set is two to three times that. Smaller blocks made SmolLM2's head matmuls slower on CPU."""
 
 
 def _blocks(logits: Tensor, chunk_rows: int | None):
@@ -156,3 +163,105 @@ def token_entropy(logits: Tensor, temperature: float = 1.0, chunk_rows: int | No
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
     return _TokenEntropy.apply(logits, float(temperature), chunk_rows)
+
+
+class _LinearLogSoftmax(torch.autograd.Function):
+    """`log_softmax(linear(hidden) / T)` at `index` and its entropy, a block of rows at a time, logits never stored."""
+
+    @staticmethod
+    def forward(ctx, hidden, weight, bias, index, temperature, with_entropy, entropy_grad, chunk_rows):
+        dtype = torch.promote_types(hidden.dtype, torch.float32)
+        logp = hidden.new_empty(hidden.shape[0], dtype=dtype)  # (N,)
+        lse, ent = torch.empty_like(logp), torch.empty_like(logp) if with_entropy else logp.new_empty(0)
+        for rows in _row_blocks(hidden.shape[0], weight.shape[0], chunk_rows):
+            z = torch.nn.functional.linear(hidden[rows], weight, bias).to(dtype).div_(temperature)  # (c, V)
+            lse[rows] = z.logsumexp(-1)
+            z.sub_(lse[rows, None])  # log-probs of the whole vocabulary
+            logp[rows] = z.gather(-1, index[rows, None]).squeeze(-1)
+            if with_entropy:
+                ent[rows] = -(z.exp() * z).sum(-1)
+        ctx.save_for_backward(hidden, weight, bias, index, lse, ent)
+        ctx.temperature, ctx.chunk_rows = temperature, chunk_rows
+        if not entropy_grad:
+            ctx.mark_non_differentiable(ent)
+        ctx.set_materialize_grads(False)
+        return logp, ent
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_logp: Tensor | None, grad_ent: Tensor | None):
+        hidden, weight, bias, index, lse, ent = ctx.saved_tensors
+        needs_hidden, needs_weight, needs_bias = ctx.needs_input_grad[:3]
+        if grad_logp is None and grad_ent is None:
+            return (None,) * 8
+        grad_hidden = torch.empty_like(hidden) if needs_hidden else None
+        grad_weight = torch.zeros_like(weight) if needs_weight else None  # accumulated block by block, in place
+        grad_bias = torch.zeros_like(bias) if bias is not None and needs_bias else None
+        for rows in _row_blocks(hidden.shape[0], weight.shape[0], ctx.chunk_rows):
+            z = torch.nn.functional.linear(hidden[rows], weight, bias).to(lse.dtype).div_(ctx.temperature)
+            logq = z.sub_(lse[rows, None])  # (c, V) log-probs
+            p = logq.exp()
+            if grad_ent is not None:  # dH/dz = -p (logq + H)
+                coef = logq.add_(ent[rows, None]).mul_(-grad_ent[rows, None])  # (c, V)
+                if grad_logp is not None:
+                    coef.sub_(grad_logp[rows, None])
+            else:
+                coef = -grad_logp[rows, None]  # (c, 1)
+            dz = p.mul_(coef)
+            if grad_logp is not None:  # d(logq_i)/dz = onehot(i) - p: the one-hot part
+                dz.scatter_add_(-1, index[rows, None], grad_logp[rows, None])
+            dz = dz.div_(ctx.temperature).to(weight.dtype)  # (c, V): gradient of the block's logits
+            if grad_hidden is not None:
+                grad_hidden[rows] = dz @ weight
+            if grad_weight is not None:
+                grad_weight.addmm_(dz.T, hidden[rows])
+            if grad_bias is not None:
+                grad_bias += dz.sum(0)
+        return grad_hidden, grad_weight, grad_bias, None, None, None, None, None
+
+
+def _row_blocks(n: int, vocab: int, chunk_rows: int | None):
+    """Slices of at most `chunk_rows` rows (by default `LINEAR_CHUNK_NUMEL` logits) covering `n` rows."""
+    step = chunk_rows or max(1, LINEAR_CHUNK_NUMEL // vocab)
+    for start in range(0, n, step):
+        yield slice(start, min(start + step, n))
+
+
+def linear_logprobs_and_entropy(
+    hidden: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    index: Tensor,
+    temperature: float = 1.0,
+    *,
+    with_entropy: bool = False,
+    entropy_grad: bool = False,
+    chunk_rows: int | None = None,
+) -> tuple[Tensor, Tensor | None]:
+    """`selective_log_softmax` and `token_entropy` of `linear(hidden, weight, bias)`, the logits never held whole.
+
+    An LM head fused with the log-softmax: forward keeps the hidden states and two floats per row, backward
+    recomputes a block of logits at a time and accumulates the weight's gradient in place. The logits, `(N, V)`,
+    and their gradient never exist, at the cost of one more head matmul in backward.
+
+    Args:
+        hidden: `(..., d)` hidden states.
+        weight: `(V, d)` head weight; bias: `(V,)` or None.
+        index: `(...)` token ids to score.
+        temperature: the sampling temperature the logits are divided by.
+        with_entropy: also return the entropies of `softmax(logits / temperature)`.
+        entropy_grad: make the entropies differentiable (an entropy bonus); otherwise they are constants.
+        chunk_rows: rows per block; by default as many as fit `LINEAR_CHUNK_NUMEL` logits.
+
+    Returns:
+        `(logp, entropy)`, each `(...)` float32 (float64 for float64 inputs), entropy None unless asked for.
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    if index.shape != hidden.shape[:-1]:
+        raise ValueError(f"index shape {tuple(index.shape)} must be hidden shape without d {tuple(hidden.shape)}")
+    flat = hidden.reshape(-1, hidden.shape[-1])
+    logp, ent = _LinearLogSoftmax.apply(
+        flat, weight, bias, index.reshape(-1).long(), float(temperature), with_entropy, entropy_grad, chunk_rows
+    )
+    return logp.reshape(index.shape), ent.reshape(index.shape) if with_entropy else None
