@@ -28,13 +28,19 @@ A block's working set is two to three times that. Measured at 4 x 4 x 128 on Smo
 5,138 with blocks of 32 MiB; the smaller blocks' head matmuls run a little slower on CPU (within the step's noise)."""
 
 
+def _row_blocks(n: int, vocab: int, chunk_rows: int | None, numel: int):
+    """Slices of at most `chunk_rows` rows (by default as many as fit `numel` logits) covering `n` rows."""
+    step = chunk_rows or max(1, numel // vocab)
+    for start in range(0, n, step):
+        yield slice(start, min(start + step, n))
+
+
 def _blocks(logits: Tensor, chunk_rows: int | None):
     """Yield `(b, rows)` covering a `(B, T, V)` tensor, `rows` a slice of at most `chunk_rows` positions."""
     batch, time, vocab = logits.shape
-    step = chunk_rows or max(1, CHUNK_NUMEL // vocab)
     for b in range(batch):
-        for start in range(0, time, step):
-            yield b, slice(start, min(start + step, time))
+        for rows in _row_blocks(time, vocab, chunk_rows, CHUNK_NUMEL):
+            yield b, rows
 
 
 def _as_3d(logits: Tensor) -> Tensor:
@@ -174,7 +180,7 @@ class _LinearLogSoftmax(torch.autograd.Function):
         dtype = torch.promote_types(hidden.dtype, torch.float32)
         logp = hidden.new_empty(hidden.shape[0], dtype=dtype)  # (N,)
         lse, ent = torch.empty_like(logp), torch.empty_like(logp) if with_entropy else logp.new_empty(0)
-        for rows in _row_blocks(hidden.shape[0], weight.shape[0], chunk_rows):
+        for rows in _row_blocks(hidden.shape[0], weight.shape[0], chunk_rows, LINEAR_CHUNK_NUMEL):
             z = torch.nn.functional.linear(hidden[rows], weight, bias).to(dtype).div_(temperature)  # (c, V)
             lse[rows] = z.logsumexp(-1)
             z.sub_(lse[rows, None])  # log-probs of the whole vocabulary
@@ -198,7 +204,7 @@ class _LinearLogSoftmax(torch.autograd.Function):
         grad_hidden = torch.empty_like(hidden) if needs_hidden else None
         grad_weight = torch.zeros_like(weight) if needs_weight else None  # accumulated block by block, in place
         grad_bias = torch.zeros_like(bias) if bias is not None and needs_bias else None
-        for rows in _row_blocks(hidden.shape[0], weight.shape[0], ctx.chunk_rows):
+        for rows in _row_blocks(hidden.shape[0], weight.shape[0], ctx.chunk_rows, LINEAR_CHUNK_NUMEL):
             z = torch.nn.functional.linear(hidden[rows], weight, bias).to(lse.dtype).div_(ctx.temperature)
             logq = z.sub_(lse[rows, None])  # (c, V) log-probs
             p = logq.exp()
@@ -219,13 +225,6 @@ class _LinearLogSoftmax(torch.autograd.Function):
             if grad_bias is not None:
                 grad_bias += dz.sum(0)
         return grad_hidden, grad_weight, grad_bias, None, None, None, None, None
-
-
-def _row_blocks(n: int, vocab: int, chunk_rows: int | None):
-    """Slices of at most `chunk_rows` rows (by default `LINEAR_CHUNK_NUMEL` logits) covering `n` rows."""
-    step = chunk_rows or max(1, LINEAR_CHUNK_NUMEL // vocab)
-    for start in range(0, n, step):
-        yield slice(start, min(start + step, n))
 
 
 def linear_logprobs_and_entropy(
