@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from medzero_pl.attention import ATTENTION
 from medzero_pl.errors import UserError
 
 
@@ -97,10 +98,17 @@ def load_tokenizer(name_or_path: str, cache_dir: str | None = None) -> PreTraine
 
 
 def load_causal_lm(name_or_path: str, dtype: str = "float32", cache_dir: str | None = None) -> PreTrainedModel:
-    """Load the causal LM in ``dtype`` (one of ``float32``, ``bfloat16``, ``float16``)."""
+    """Load the causal LM in ``dtype`` (one of ``float32``, ``bfloat16``, ``float16``).
+
+    A model that would run Hugging Face's ``sdpa`` attention runs ``medzero_sdpa`` instead (``medzero_pl/attention.py``:
+    the same kernel, without copying grouped keys and values per query head on CPU).
+    """
     if dtype not in _DTYPES:
         raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
-    return AutoModelForCausalLM.from_pretrained(resolve_model(name_or_path, cache_dir), dtype=_DTYPES[dtype])
+    model = AutoModelForCausalLM.from_pretrained(resolve_model(name_or_path, cache_dir), dtype=_DTYPES[dtype])
+    if model.config._attn_implementation == "sdpa":
+        model.set_attn_implementation(ATTENTION)
+    return model
 
 
 def check_context_window(name_or_path: str, max_prompt_length: int, max_completion_length: int) -> None:
