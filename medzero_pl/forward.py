@@ -13,7 +13,8 @@ this cheaper than running the model on every padded row, and neither changes a s
   completions' loss flow back through the gathered cache into the prompt pass. With MedQA prompts of ~330 tokens,
   completions of ~64 and G = 4, the tokens the model runs per group drop from 4 x 394 to 330 + 4 x 64 (about 2.7x
   fewer FLOPs). Both passes are ordinary `model(...)` calls, so sharded wrappers (FSDP, ZeRO-3) gather parameters as
-  in any forward.
+  in any forward. Their input embeddings come from one lookup (`embed_once`), so backward writes one dense gradient of
+  the embedding matrix, not one per pass.
 
 The prompt pass stops one token short of the prompt: the last prompt token leads the completion segment, so the
 completion pass returns exactly the `C` positions that score the `C` completion tokens and nothing needs
@@ -99,8 +100,9 @@ def shared_prompt_forward(
     """
     head = input_ids.shape[1] - n - 1  # the prompt minus its last token (that one leads the completion segment)
     group, first = prompt_groups(input_ids[:, : head + 1], attention_mask[:, : head + 1])
+    prompt_embeds, completion_embeds = embed_once(model, input_ids[first, :head], input_ids[:, head:-1])
     prompt = model(
-        input_ids=input_ids[first, :head],
+        inputs_embeds=prompt_embeds,
         attention_mask=attention_mask[first, :head],
         position_ids=positions[:, :head],
         use_cache=True,
@@ -109,12 +111,23 @@ def shared_prompt_forward(
     cache = prompt.past_key_values
     cache.batch_select_indices(group)  # (U, H, head, D) -> (B, H, head, D) per layer; gradients sum back per prompt
     return model(
-        input_ids=input_ids[:, head:-1],  # last prompt token + completion minus its last token: n tokens
+        inputs_embeds=completion_embeds,  # last prompt token + completion minus its last token: n tokens
         attention_mask=attention_mask[:, :-1],
         position_ids=positions[:, head:-1],
         past_key_values=cache,
         use_cache=True,
     )
+
+
+def embed_once(model: torch.nn.Module, *ids: Tensor) -> list[Tensor]:
+    """The input embeddings of several id tensors from one lookup.
+
+    Each lookup's backward writes a dense `(vocab, d)` gradient of the embedding matrix (113 MB for SmolLM2, 0.9 GB at
+    Qwen's 152k x 1,536), which autograd then adds to the others: one lookup for both passes of the shared-prompt
+    forward makes one such gradient instead of two.
+    """
+    flat = model.get_input_embeddings()(torch.cat([t.reshape(-1) for t in ids]))  # (sum of numels, d)
+    return [part.view(*t.shape, -1) for part, t in zip(flat.split([t.numel() for t in ids]), ids, strict=True)]
 
 
 def _cache_usable(model: torch.nn.Module) -> bool:

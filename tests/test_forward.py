@@ -150,6 +150,18 @@ def _detach_if_long(module, inputs, output):
     return output.detach() if output.shape[1] > 5 else output  # the prompt pass (the completion pass is 5 long)
 
 
+def test_the_shared_prompt_forward_looks_up_the_input_embeddings_once():
+    """Each lookup's backward writes a dense (vocab, d) embedding gradient: one lookup serves both passes."""
+    model = _model(0)
+    ids, attn, completion_ids, mask = _batch()
+    calls = []
+    model.model.embed_tokens.register_forward_hook(lambda module, inputs, output: calls.append(inputs[0].shape))
+    logp, _ = completion_logprobs_and_entropy(model, ids, attn, completion_ids, TEMPERATURE, shared_prompt=True)
+    (logp * mask).sum().backward()
+    prompt_tokens, completion_tokens = 3 * (7 - 1), 6 * 5  # 3 distinct prompts minus their last token; 6 x 5
+    assert calls == [torch.Size([prompt_tokens + completion_tokens])]
+
+
 def test_gradient_checkpointing_falls_back_to_the_plain_forward():
     model = _model(0).train()
     model.gradient_checkpointing_enable()
