@@ -702,20 +702,30 @@ def read_bandwidth(threads: int, mb: int = 512) -> float:
     return best
 
 
-def small_batch_weight_rate(threads: int, rows: int, mb: int = 512) -> float:
+def small_batch_weight_rate(threads: int, rows: int, mb: int = 512, kernel: str = "torch") -> float:
     """GB/s of weights a `rows`-row fp32 matmul streams through, over `mb` MB of model-shaped (576 x 1536) matrices:
-    what a decode step at that batch can reach with torch's CPU GEMM (the weights come from memory, not cache)."""
+    what a decode step at that batch can reach (the weights come from memory, not cache). `kernel`: "torch" (torch's
+    CPU GEMM, what HF `generate` runs) or "onednn" (vLLM's CPU linear: weights packed once into oneDNN's layout)."""
     import torch
 
     torch.set_num_threads(threads)
-    weights = [torch.randn(576, 1536) for _ in range(mb * 2**20 // (576 * 1536 * 4))]
+    weights = [torch.randn(1536, 576) for _ in range(max(1, mb * 2**20 // (576 * 1536 * 4)))]  # (out, in)
     x = torch.randn(rows, 576)
+    if kernel == "torch":
+        matmuls = [lambda w=w: torch.nn.functional.linear(x, w) for w in weights]
+    elif kernel == "onednn":
+        from vllm import _custom_ops as ops
+
+        handlers = [ops.create_onednn_mm(w.t(), 32) for w in weights]
+        matmuls = [lambda h=h: ops.onednn_mm(h, x, None) for h in handlers]
+    else:
+        raise ValueError(f"kernel {kernel!r}: expected 'torch' or 'onednn'")
     best = 0.0
     for _ in range(3):
         t = time.perf_counter()
-        for w in weights:
-            x @ w
-        best = max(best, len(weights) * w.numel() * 4 / (time.perf_counter() - t) / 1e9)
+        for matmul in matmuls:
+            matmul()
+        best = max(best, len(weights) * weights[0].numel() * 4 / (time.perf_counter() - t) / 1e9)
     return best
 
 
@@ -893,7 +903,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"read bandwidth: {bandwidth:.1f} GB/s on {args.threads} threads")
         if not (args.rollout_only or args.forward_only):
             rows = args.prompts * args.generations
-            print(f"a {rows}-row matmul streams weights at {small_batch_weight_rate(args.threads, rows):.1f} GB/s")
+            kernels = ["torch", *(["onednn"] if "vllm" in args.engines + args.trl_engines else [])]
+            for kernel in kernels:
+                rate_gbps = small_batch_weight_rate(args.threads, rows, kernel=kernel)
+                print(f"a {rows}-row matmul ({kernel}) streams weights at {rate_gbps:.1f} GB/s")
         if args.rollout_only:
             result = rollout_runs(args, forwarded, prepared)
             print(rollout_table(result))

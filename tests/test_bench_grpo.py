@@ -55,6 +55,16 @@ def test_the_weight_read_floor_reads_every_weight_once_per_decode_step_of_the_lo
     assert bench.weight_read_seconds([5], weight_bytes=110 * 2, bandwidth=1e-6) == pytest.approx(110 * 2 * 5 / 1e3)
 
 
+@pytest.mark.parametrize("kernel", ["torch", pytest.param("onednn", marks=needs_vllm)])
+def test_the_small_batch_weight_rate_measures_each_decode_kernel(kernel):
+    assert bench.small_batch_weight_rate(threads=1, rows=8, mb=8, kernel=kernel) > 0
+
+
+def test_an_unknown_decode_kernel_is_refused():
+    with pytest.raises(ValueError, match="expected 'torch' or 'onednn'"):
+        bench.small_batch_weight_rate(threads=1, rows=8, mb=1, kernel="mkl")
+
+
 def test_the_summary_excludes_each_runs_first_step_and_takes_medians():
     def step(t, gen):
         return {"step_time": t, "generate": gen, "score": 0.0, "train": t - gen, "sync": 0.0,
