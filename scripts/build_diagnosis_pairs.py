@@ -33,8 +33,8 @@ from pathlib import Path
 
 from rapidfuzz import fuzz, process
 
-from medzero_pl.rewards.diagnosis_eval import orphanet_relations, orphanet_siblings
-from medzero_pl.rewards.names import normalize_name
+from medzero_pl.rewards.diagnosis import normalize_name
+from medzero_pl.rewards.diagnosis.calibration import orphanet_relations, orphanet_siblings
 
 ROOT = Path(__file__).resolve().parents[1]
 HYPERNYMS = ROOT.parent / "shared" / "data" / "rarearena" / "orphanet_hypernym.json"

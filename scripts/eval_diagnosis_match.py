@@ -3,7 +3,7 @@
 python scripts/eval_diagnosis_match.py                  # scripts/data/diagnosis_pairs.jsonl, ../shared/data
 python scripts/eval_diagnosis_match.py --errors         # also list the misclassified held-out pairs
 
-"Full credit" is a score of 1.0 (see medzero_pl/rewards/diagnosis_eval.py for what the labels mean). The fuzzy
+"Full credit" is a score of 1.0 (see medzero_pl/rewards/diagnosis/calibration.py for what the labels mean). The fuzzy
 threshold is chosen on the calibration split (the lowest with no undeserved full credit there) and reported on the held-out
 split; diagnosis_zero has no free parameter (the seed's 0.8). The last table counts Orphanet sibling pairs (both
 directions) that get full credit: a matcher that pays them teaches the policy to guess the subtype.
@@ -15,7 +15,7 @@ import argparse
 from collections import Counter
 from pathlib import Path
 
-from medzero_pl.rewards.diagnosis_eval import (
+from medzero_pl.rewards.diagnosis.calibration import (
     calibrate_threshold,
     confusion,
     orphanet_siblings,

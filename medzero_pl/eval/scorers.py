@@ -28,10 +28,9 @@ from functools import lru_cache
 from typing import Any
 
 from medzero_pl.data.records import Example
-from medzero_pl.rewards.diagnosis import diagnosis_match_reward, split_diagnoses
+from medzero_pl.rewards.diagnosis import diagnosis_match_reward, normalize_name, split_diagnoses
 from medzero_pl.rewards.extract import THINK_CLOSE, extract_answer
 from medzero_pl.rewards.mcq import clean_options, parse_choice
-from medzero_pl.rewards.names import normalize_name
 
 LENIENT_FALLBACKS = ("answer_is", "boxed", "letter", "option_text")
 

@@ -12,9 +12,9 @@ from medzero_pl.rewards.diagnosis import (
     diagnosis_match_reward,
     diagnosis_zero_score,
     diagnosis_zero_similarity,
+    normalize_name,
     split_diagnoses,
 )
-from medzero_pl.rewards.names import normalize_name
 
 THINK = "<think>\nAngiokeratomas, acroparesthesia, cornea verticillata, LVH.\n</think>\n"
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from medzero_pl.rewards.diagnosis import diagnosis_match_reward
-from medzero_pl.rewards.diagnosis_eval import (
+from medzero_pl.rewards.diagnosis.calibration import (
     Confusion,
     calibrate_threshold,
     confusion,

@@ -12,7 +12,7 @@ ALLOWED_PROJECT = ("medzero_pl.rewards", "medzero_pl.errors")
 
 
 def test_modules_import_only_the_standard_library_rapidfuzz_and_this_package():
-    for path in PACKAGE.glob("*.py"):
+    for path in PACKAGE.rglob("*.py"):  # subpackages (diagnosis/) too
         for node in ast.walk(ast.parse(path.read_text())):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
             if isinstance(node, ast.ImportFrom) and node.level == 0:

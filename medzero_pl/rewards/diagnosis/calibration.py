@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 from rapidfuzz import fuzz, process
 
-from medzero_pl.rewards.diagnosis import MODES, CandidateScore
-from medzero_pl.rewards.names import normalize_name
+from medzero_pl.rewards.diagnosis.names import normalize_name
+from medzero_pl.rewards.diagnosis.reward import MODES, CandidateScore
 
 SPLITS = ("calibration", "heldout")
 
