@@ -14,60 +14,17 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
-import torch
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig, PreTrainedModel
+from transformers import AutoTokenizer
 
-from medzero_pl.models import _DTYPES, resolve_model
-
-POLICY_PREFIX = "policy."
-
-
-def policy_state(checkpoint: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """The policy's weights (names as in the Hugging Face model) and the run's hyper-parameters."""
-    path = Path(checkpoint)
-    if path.is_dir():
-        from medzero_pl.strategies.deepspeed import zero_checkpoint_state_dict
-
-        state, meta = zero_checkpoint_state_dict(path)
-        hparams = meta.get("hyper_parameters", {})
-    elif path.is_file():
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        state, hparams = ckpt["state_dict"], ckpt.get("hyper_parameters", {})
-    else:
-        raise FileNotFoundError(f"{path}: no such checkpoint file or directory")
-    weights = {k[len(POLICY_PREFIX) :]: v for k, v in state.items() if k.startswith(POLICY_PREFIX)}
-    if not weights:
-        raise ValueError(f"{path} holds no '{POLICY_PREFIX}*' weights: not a medzero_pl checkpoint")
-    return weights, hparams
-
-
-def build_policy(checkpoint: str | Path, base: str | None = None) -> tuple[PreTrainedModel, str]:
-    """The trained policy as a transformers model, and the local directory of the base model it started from."""
-    weights, hparams = policy_state(checkpoint)
-    model_hparams = hparams.get("model", {})
-    name = base or model_hparams.get("name_or_path")
-    if not name:
-        raise ValueError("the checkpoint does not record its base model: pass --base <model dir or alias>")
-    source = resolve_model(name)
-    dtype = _DTYPES[model_hparams.get("dtype", "float32")]
-    model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(source), dtype=dtype)
-    missing, unexpected = model.load_state_dict(weights, strict=False)
-    tied = {k for k in missing if model.config.tie_word_embeddings and k.endswith("lm_head.weight")}
-    if set(missing) - tied or unexpected:
-        raise ValueError(f"checkpoint does not match {name}: missing {sorted(missing)}, unexpected {unexpected}")
-    model.tie_weights()
-    try:
-        model.generation_config = GenerationConfig.from_pretrained(source)
-    except OSError:
-        model.generation_config = GenerationConfig.from_model_config(model.config)
-    return model.eval(), source
+from medzero_pl.checkpoints import load_policy
+from medzero_pl.models import resolve_model
 
 
 def export(checkpoint: str | Path, out_dir: str | Path, base: str | None = None) -> Path:
     """Write the Hugging Face directory and return its path."""
-    model, source = build_policy(checkpoint, base)
+    model, name = load_policy(checkpoint, base)
+    source = resolve_model(name)
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))

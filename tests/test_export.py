@@ -6,8 +6,9 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from medzero_pl.checkpoints import policy_state
 from medzero_pl.config import compose
-from medzero_pl.export import main, policy_state
+from medzero_pl.export import main
 from medzero_pl.fit import build
 from tests.toy_task import toy_overrides
 

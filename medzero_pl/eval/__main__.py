@@ -30,7 +30,7 @@ log = logging.getLogger("medzero_pl.eval")
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m medzero_pl.eval", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", action="append", default=[], help="model name/path/alias; one row each (repeatable)")
-    p.add_argument("--ckpt", action="append", default=[], help="a training checkpoint (last.ckpt); one row each")
+    p.add_argument("--ckpt", action="append", default=[], help="last.ckpt (a file or ZeRO-3 dir); one row each")
     p.add_argument("--benchmarks", required=True, help=f"comma-separated: {','.join(BENCHMARKS)}")
     p.add_argument("--data-root", help="folder laid out as ../shared/data")
     p.add_argument(
@@ -62,18 +62,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def load_policy(model: str | None, ckpt: str | None, dtype: str) -> tuple[torch.nn.Module, Any, str]:
     """The causal LM (with a checkpoint's policy weights when given), its tokenizer and the name it was built from."""
+    from medzero_pl.checkpoints import load_policy as load_trained
     from medzero_pl.models import load_causal_lm, load_tokenizer
 
-    state = None
     if ckpt is not None:
-        checkpoint = torch.load(ckpt, map_location="cpu", weights_only=True)
-        model = model or checkpoint["hyper_parameters"]["model"]["name_or_path"]
-        state = {k.removeprefix("policy."): v for k, v in checkpoint["state_dict"].items() if k.startswith("policy.")}
-    policy = load_causal_lm(model, dtype=dtype).eval()
-    if state is not None:
-        missing, unexpected = policy.load_state_dict(state, strict=False)
-        if unexpected or [m for m in missing if "lm_head" not in m]:  # a tied head is not saved twice
-            raise ValueError(f"{ckpt}: weights do not fit {model}: missing {missing[:3]}, unexpected {unexpected[:3]}")
+        policy, model = load_trained(ckpt, base=model, dtype=dtype)
+    else:
+        policy = load_causal_lm(model, dtype=dtype).eval()
     return policy, load_tokenizer(model), model
 
 

@@ -210,13 +210,21 @@ def test_torchrun_two_nodes_on_localhost(toy, tmp_path):
     assert "val/reward" in (tmp_path / "csv" / "version_0" / "metrics.csv").read_text()
 
 
-def test_export_of_a_zero3_checkpoint_generates_like_the_trained_policy(toy, tmp_path):
+@pytest.fixture(scope="module")
+def zero3_checkpoint(toy, tmp_path_factory) -> tuple[Path, dict]:
+    """A two-rank ZeRO-3 run of 2 steps: its `last.ckpt` (a link to a sharded directory) and rank 0's result."""
+    run_dir = tmp_path_factory.mktemp("zero3_checkpoint")
+    trained = run(toy, run_dir, 2, **{"trainer.max_steps": 2})[0]
+    return run_dir / "checkpoints" / "last.ckpt", trained
+
+
+def test_export_of_a_zero3_checkpoint_generates_like_the_trained_policy(toy, tmp_path, zero3_checkpoint):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from medzero_pl.export import export
 
-    trained = run(toy, tmp_path / "run", 2, **{"trainer.max_steps": 2})[0]
-    out = export(tmp_path / "run" / "checkpoints" / "last.ckpt", tmp_path / "hf")
+    checkpoint, trained = zero3_checkpoint
+    out = export(checkpoint, tmp_path / "hf")
     assert {"model.safetensors", "config.json", "generation_config.json", "tokenizer.json"} <= {
         p.name for p in out.iterdir()
     }
@@ -228,6 +236,20 @@ def test_export_of_a_zero3_checkpoint_generates_like_the_trained_policy(toy, tmp
     greedy = {"max_new_tokens": 12, "do_sample": False, "pad_token_id": tokenizer.pad_token_id}
     assert torch.equal(exported.generate(**ids, **greedy), policy.generate(**ids, **greedy))
     assert not torch.equal(exported.model.embed_tokens.weight, policy_at_start(toy).model.embed_tokens.weight)
+
+
+def test_eval_loads_a_zero3_checkpoint_directory_as_the_trained_policy(toy, zero3_checkpoint):
+    """`python -m medzero_pl.eval --ckpt <ZeRO-3 directory>` reads the shards like `export` (it once raised
+    IsADirectoryError), into the base model the run recorded."""
+    from medzero_pl.eval.__main__ import load_policy
+
+    checkpoint, trained = zero3_checkpoint
+    assert checkpoint.resolve().is_dir()
+    policy, _, base = load_policy(None, str(checkpoint), "float32")
+    assert Path(base) == Path(toy["model"])
+    loaded = {key: tensor.detach() for key, tensor in policy.named_parameters()}
+    assert_weights_close(loaded, trained["weights"])
+    assert not torch.equal(loaded["model.embed_tokens.weight"], policy_at_start(toy).model.embed_tokens.weight)
 
 
 def policy_at_start(toy):

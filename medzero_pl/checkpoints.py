@@ -1,0 +1,68 @@
+"""The one loader from a training checkpoint to the trained policy, shared by `eval --ckpt` and `export`.
+
+A checkpoint is a single-process `last.ckpt` file or a sharded DeepSpeed ZeRO-3 directory (what `last.ckpt` links
+to under DeepSpeed; its shards are consolidated with DeepSpeed's `zero_to_fp32`). Either way the policy is the
+`policy.*` part of the LightningModule's state dict, and the base model the run started from is recorded in its
+hyper-parameters, so the weights go into that model's architecture.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import PreTrainedModel
+
+from medzero_pl.models import load_causal_lm
+
+POLICY_PREFIX = "policy."
+
+
+def policy_state(checkpoint: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The policy's weights (names as in the Hugging Face model) and the run's hyper-parameters."""
+    path = Path(checkpoint)
+    if path.is_dir():
+        from medzero_pl.strategies.deepspeed import zero_checkpoint_state_dict  # deepspeed only for sharded ones
+
+        state, meta = zero_checkpoint_state_dict(path)
+        hparams = meta.get("hyper_parameters", {})
+    elif path.is_file():
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        state, hparams = ckpt["state_dict"], ckpt.get("hyper_parameters", {})
+    else:
+        raise FileNotFoundError(f"{path}: no such checkpoint file or directory")
+    weights = {k[len(POLICY_PREFIX) :]: v for k, v in state.items() if k.startswith(POLICY_PREFIX)}
+    if not weights:
+        raise ValueError(f"{path} holds no '{POLICY_PREFIX}*' weights: not a medzero_pl checkpoint")
+    return weights, hparams
+
+
+def load_policy(
+    checkpoint: str | Path, base: str | None = None, dtype: str | None = None
+) -> tuple[PreTrainedModel, str]:
+    """The trained policy in eval mode, and the name of the base model whose architecture holds it.
+
+    Args:
+        checkpoint: A `.ckpt` file or a ZeRO-3 checkpoint directory.
+        base: Model name, path or alias to load the weights into (default: the one the run recorded).
+        dtype: `float32`, `bfloat16` or `float16` (default: the run's `model.dtype`).
+
+    Raises:
+        FileNotFoundError: No such checkpoint.
+        ValueError: Not a medzero_pl checkpoint, no recorded base model, or weights that do not fit the base model.
+    """
+    weights, hparams = policy_state(checkpoint)
+    recorded = hparams.get("model", {})
+    name = base or recorded.get("name_or_path")
+    if not name:
+        raise ValueError(f"{checkpoint} does not record its base model: name it (export --base, eval --model)")
+    model = load_causal_lm(name, dtype=dtype or recorded.get("dtype", "float32"))
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    tied = {k for k in missing if model.config.tie_word_embeddings and k.endswith("lm_head.weight")}  # saved once
+    if set(missing) - tied or unexpected:
+        raise ValueError(
+            f"{checkpoint} does not match {name}: missing {sorted(set(missing) - tied)}, unexpected {unexpected}"
+        )
+    model.tie_weights()
+    return model.eval(), name
