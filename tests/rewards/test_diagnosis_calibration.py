@@ -2,7 +2,7 @@
 
 The numbers asserted here are the ones ``scripts/eval_diagnosis_match.py`` prints: a change to the matcher that
 costs precision or recall, or pays a sibling, fails the suite. When a change improves them, rerun the script and
-update the numbers (and the README / conf/rewards/diagnosis_fuzzy.yaml, which quote them).
+update the numbers (and docs/rewards.md / conf/rewards/diagnosis_fuzzy.yaml, which quote them).
 """
 
 from collections import Counter
