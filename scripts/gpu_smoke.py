@@ -42,6 +42,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import socket
 import statistics
 import subprocess
@@ -71,10 +72,13 @@ HEAD_GRAD_SLACK = 1.1
 """'No worse than plain autograd' allows 10%: two bf16 computations of one gradient round differently."""
 HEAD_TIME_RATIO = 1.5
 """The fused head's forward+backward may take at most this multiple of plain autograd's."""
-FORWARD_LOGP_TOL = 0.1
-"""Nats: bf16 forward (two decoder layers, any attention kernel) against an fp32 copy of the same weights."""
+FORWARD_LOGP_TOL = 0.2
+"""Nats, the largest over the batch: a bf16 forward (two decoder layers, any attention kernel) against an fp32 copy
+of the same weights. On CPU at 7B widths over 28 tokens: 0.04 (the largest grows with the token count). A token
+scored at a wrong position or under a wrong mask is off by about a nat: log-probs spread by 1.5 nats here."""
 FORWARD_GRAD_RTOL = 5e-2
-"""Relative error of all parameter gradients of a bf16 training forward against the fp32 copy's."""
+"""Relative error of all parameter gradients of a bf16 training forward against the fp32 copy's (CPU, 7B widths:
+1.8e-2)."""
 LONG_ROW_ACTIVATIONS = 4 * GiB
 """Memory budget of the long row beyond parameters and gradients. With checkpointing, activations are the layer
 inputs plus one layer's recomputation (about 1.5 GiB at 9,216 tokens and 7B widths); the full `(8,192, 152,064)`
@@ -483,6 +487,7 @@ def check_forward_equivalence(check: Check, ctx: Context) -> None:
                     name = f"{attention}/shared={shared}/fused={fused}"
                     variants[name] = {
                         "logp_max_abs_error": float((logp - ref_logp)[mask].abs().max()),
+                        "logp_mean_abs_error": float((logp - ref_logp)[mask].abs().mean()),
                         "entropy_max_abs_error": float((entropy - ref_entropy)[mask].abs().max()),
                         "grad_rel_error": _global_rel_error(grads, ref_grads),
                     }
@@ -828,7 +833,14 @@ def environment(device: torch.device) -> dict[str, Any]:
             versions[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             versions[name] = None
-    info: dict[str, Any] = {"python": platform.python_version(), "platform": platform.platform(), **versions}
+    git = ["git", "-C", str(ROOT), "rev-parse", "HEAD"]
+    commit = subprocess.run(git, capture_output=True, text=True).stdout.strip() if shutil.which("git") else ""
+    info: dict[str, Any] = {
+        "commit": commit or None,  # the GPU machine's copy of the tree may have no .git
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        **versions,
+    }
     if device.type == "cuda":
         info |= {
             "gpu": torch.cuda.get_device_name(device),
