@@ -3,6 +3,9 @@
     PYTHONPATH=. python scripts/gpu_smoke.py --out gpu_smoke.json             # GPU: 7B widths, bf16
     PYTHONPATH=. python scripts/gpu_smoke.py --device cpu --tiny --out x.json  # CPU: tiny sizes (CI runs this)
 
+A GPU machine that lacks DeepSpeed, omegaconf or rapidfuzz gets them as wheels built here: `scripts/gpu_wheels.sh`
+prints the command that installs them there and runs this script.
+
 Models are built from configs with random weights: nothing is downloaded. Checks (one function each):
 
 - `fused_head`: `linear_logprobs_and_entropy` at Qwen's 152,064-word vocabulary and 7B width (3,584) in bf16

@@ -24,6 +24,7 @@ PURE=(
     omegaconf==2.4.0
     hjson==3.1.0 einops==0.8.2 py-cpuinfo==9.0.0
     pydantic==2.14.4 annotated-types==0.8.0 typing-inspection==0.4.5
+    typing-extensions==4.16.0 # pydantic needs a recent one; the GPU image's version is unknown
 )
 COMPILED=(msgpack==1.2.4 pydantic-core==2.50.5 rapidfuzz==3.14.6 ninja==1.13.2)
 PYTHONS=(3.11 3.12 3.13)
@@ -49,5 +50,5 @@ if ((total > LIMIT_MIB * 1048576)); then
 fi
 cat <<'EOF'
 On the GPU machine (gpu_wheels/ travels with the working tree; it is git-ignored, so carry it), from the repo root:
-python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/gpu_site --find-links gpu_wheels -r gpu_wheels/requirements.txt && PYTHONPATH=/tmp/gpu_site:. python3 scripts/gpu_smoke.py --out "$OUT/gpu_smoke.json"
+python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/gpu_site --find-links gpu_wheels -r gpu_wheels/requirements.txt && PYTHONPATH=/tmp/gpu_site:. python3 scripts/gpu_smoke.py --out "$OUT/gpu_smoke.json"
 EOF
