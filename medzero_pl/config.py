@@ -17,13 +17,24 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from medzero_pl.data.mixing import CURRICULA, DataSource
 from medzero_pl.data.prompts import PromptTemplate
 from medzero_pl.errors import UserError
-from medzero_pl.grpo import ADVANTAGE_SCALES, AGGREGATIONS
+from medzero_pl.grpo import (
+    ADVANTAGE_SCALES,
+    AGGREGATIONS,
+    IMPORTANCE_SAMPLING_LEVELS,
+    KL_ESTIMATORS,
+    MULTI_REWARD_ADVANTAGES,
+    POLICY_LOSSES,
+    grpo_loss,
+    objective_settings,
+)
+from medzero_pl.grpo.loss import TRL_LOSS_TYPES
 from medzero_pl.rewards import RewardSpec
 
 CONF_DIR = Path(os.environ.get("MEDZERO_CONF_DIR", Path(__file__).resolve().parents[1] / "conf"))
@@ -84,11 +95,28 @@ class GRPOConfig:
     micro_batch_size: int = 4
     """Completions per forward/backward; gradients accumulate over the generation batch."""
     loss_type: str = "dapo"
-    """Aggregation: grpo | bnpo | dr_grpo | dapo."""
+    """Aggregation over tokens: grpo | bnpo | dr_grpo | dapo | luspo (TRL's names; the objective is `policy_loss`)."""
+    policy_loss: str = "vanilla"
+    """Objective: vanilla (clipped surrogate) | cispo | sapo | vespo (TRL) | gpg | clip_cov | kl_cov (verl). TRL's
+    loss_type=cispo/vespo is policy_loss=cispo/vespo with loss_type=dapo, sapo is sapo with grpo. See
+    medzero_pl/grpo/objectives.py."""
+    policy_loss_kwargs: dict[str, float] = field(default_factory=dict)
+    """The objective's own settings under TRL's / verl's names, e.g. {delta: 4.0} (vanilla: dual clip),
+    {sapo_temperature_pos: 1.0, sapo_temperature_neg: 1.05}, {vespo_k_pos, vespo_lambda_pos, vespo_k_neg,
+    vespo_lambda_neg}, {clip_cov_ratio, clip_cov_lb, clip_cov_ub}, {kl_cov_ratio, ppo_kl_coef}; unset ones keep
+    the defaults of the implementation the objective follows."""
+    importance_sampling_level: str = "token"
+    """Importance ratio per token, or one per sequence from the mean token log-ratio (sequence: GSPO, with
+    loss_type=grpo). vanilla, cispo and sapo only."""
     scale_rewards: str = "group"
     """Advantage scaling: group | batch | none (Dr. GRPO)."""
     beta: float = 0.0
-    """Weight of the k3 KL to the frozen reference; 0 loads no reference model."""
+    """Weight of the KL term to the frozen reference; 0 loads no reference model."""
+    kl_loss_type: str = "k3"
+    """KL estimator (verl's name): k3 (TRL) | k1 | k2 | abs. verl's low_var_kl is k3 with kl_clamp=10."""
+    use_bias_correction_kl: bool = False
+    """Multiply the KL term by the importance ratio (DeepSeek-V3.2), so its gradient stays unbiased when the policy
+    has moved from the sampler (num_iterations > 1). TRL's default is true; false keeps the GRPO paper's term."""
     epsilon_low: float = 0.2
     """Lower clip range of the importance ratio."""
     epsilon_high: float = 0.28
@@ -97,6 +125,13 @@ class GRPOConfig:
     """Exclude completions that hit `max_completion_length` from the loss (DAPO)."""
     entropy_coef: float = 0.0
     """Entropy bonus weight (entropy is always logged)."""
+    top_entropy_quantile: float = 1.0
+    """Train the objective only on this top share of each micro-batch's tokens by entropy ("Beyond the 80/20 rule":
+    0.2); 1 keeps every token."""
+    multi_objective_aggregation: str = "sum_then_normalize"
+    """Several rewards: sum_then_normalize (weighted sum, then group advantages) | normalize_then_sum (GDPO: each
+    reward normalised within its group, summed with the weights, then standardised over the batch; scale_rewards
+    does not apply)."""
     kl_clamp: float | None = None
     """Clamp the per-token k3 KL to [-kl_clamp, kl_clamp] as verl's `low_var_kl` does (10); None, as TRL, clamps
     nothing. Must be > 0 when set."""
@@ -251,9 +286,13 @@ class RolloutConfig:
     full blocks, so smaller blocks leave less of each prompt to prefill again (vLLM's CPU attention needs multiples
     of 32; its CPU default is 128)."""
     off_policy_correction: str = "token"
-    """Truncated importance sampling against the sampler's log-probs (vllm only): token | sequence | none."""
+    """Importance sampling against the sampler's log-probs (vllm only): token | sequence (weights truncated to
+    [off_policy_floor, off_policy_cap]) | token_mask | sequence_mask (weights outside it zeroed: TRL's default is
+    sequence_mask) | none."""
     off_policy_cap: float = 2.0
     """Upper bound of the importance weight (verl's rollout_is_threshold; TRL's clip_max is 3.0)."""
+    off_policy_floor: float | None = None
+    """Lower bound of the importance weight (TRL's vllm_importance_sampling_clip_min); null: none."""
 
 
 def rollout_problems(cfg: Config) -> list[str]:
@@ -270,6 +309,11 @@ def rollout_problems(cfg: Config) -> list[str]:
     if r.off_policy_cap < 1:
         problems.append(
             f"rollout.off_policy_cap={r.off_policy_cap}: expected >= 1 (a weight cap below 1 shrinks every token)"
+        )
+    if r.off_policy_floor is not None and not 0 <= r.off_policy_floor <= 1:
+        problems.append(
+            f"rollout.off_policy_floor={r.off_policy_floor}: expected 0 <= floor <= 1, or null (a floor above 1 "
+            "raises or masks every token on which sampler and trainer agree)"
         )
     if r.engine == "vllm":
         needed = cfg.data.max_prompt_length + cfg.grpo.max_completion_length
@@ -372,7 +416,43 @@ def validate(cfg: Config) -> None:
             problems.append(f"{key}={value!r}: expected {expected}")
 
     require(g.num_generations >= 2, "grpo.num_generations", g.num_generations, "at least 2 (a group needs two)")
-    require(g.loss_type in AGGREGATIONS, "grpo.loss_type", g.loss_type, f"one of {sorted(AGGREGATIONS)}")
+    require(g.loss_type in AGGREGATIONS, "grpo.loss_type", g.loss_type, _loss_type_expected(g.loss_type))
+    require(g.policy_loss in POLICY_LOSSES, "grpo.policy_loss", g.policy_loss, f"one of {sorted(POLICY_LOSSES)}")
+    require(
+        g.importance_sampling_level in IMPORTANCE_SAMPLING_LEVELS,
+        "grpo.importance_sampling_level",
+        g.importance_sampling_level,
+        f"one of {sorted(IMPORTANCE_SAMPLING_LEVELS)}",
+    )
+    require(
+        g.importance_sampling_level == "token"
+        or g.policy_loss not in POLICY_LOSSES
+        or "importance_sampling_level" in objective_settings(g.policy_loss)[0],
+        "grpo.importance_sampling_level",
+        g.importance_sampling_level,
+        f"token: policy_loss={g.policy_loss} has no sequence-level ratio",
+    )
+    require(
+        g.kl_loss_type in KL_ESTIMATORS,
+        "grpo.kl_loss_type",
+        g.kl_loss_type,
+        f"one of {sorted(KL_ESTIMATORS)} (verl's low_var_kl is k3 with grpo.kl_clamp=10)",
+    )
+    require(0 <= g.top_entropy_quantile <= 1, "grpo.top_entropy_quantile", g.top_entropy_quantile, "0 <= value <= 1")
+    require(
+        g.multi_objective_aggregation in MULTI_REWARD_ADVANTAGES,
+        "grpo.multi_objective_aggregation",
+        g.multi_objective_aggregation,
+        f"one of {sorted(MULTI_REWARD_ADVANTAGES)}",
+    )
+    require(
+        g.multi_objective_aggregation != "normalize_then_sum" or g.scale_rewards == "group",
+        "grpo.scale_rewards",
+        g.scale_rewards,
+        "group (its default) with multi_objective_aggregation=normalize_then_sum, which scales each reward by its "
+        "group std and the sum by the batch std",
+    )
+    problems += _objective_problems(g)
     require(
         g.scale_rewards in ADVANTAGE_SCALES, "grpo.scale_rewards", g.scale_rewards, f"one of {sorted(ADVANTAGE_SCALES)}"
     )
@@ -466,6 +546,57 @@ def validate(cfg: Config) -> None:
     problems += rollout_problems(cfg)
     if problems:
         raise ConfigError("invalid configuration: " + "; ".join(problems))
+
+
+def _loss_type_expected(loss_type: str) -> str:
+    """What `grpo.loss_type` takes, with the settings a TRL loss type that is an objective maps to."""
+    expected = f"one of {sorted(AGGREGATIONS)}"
+    if loss_type in TRL_LOSS_TYPES:
+        policy_loss, aggregation = TRL_LOSS_TYPES[loss_type]
+        expected += f" (an aggregation; TRL's loss_type={loss_type} is grpo.policy_loss={policy_loss} "
+        expected += f"grpo.loss_type={aggregation})"
+    return expected
+
+
+def _objective_problems(g: GRPOConfig) -> list[str]:
+    """Run the configured loss once on a one-token batch, so the objective itself rejects settings it cannot take
+    (unknown `policy_loss_kwargs`, out-of-range values, a sequence-level ratio it does not have)."""
+    known = (
+        g.loss_type in AGGREGATIONS
+        and g.policy_loss in POLICY_LOSSES
+        and g.importance_sampling_level in IMPORTANCE_SAMPLING_LEVELS
+        and g.kl_loss_type in KL_ESTIMATORS
+        and 0 <= g.top_entropy_quantile <= 1
+        and (g.kl_clamp is None or g.kl_clamp > 0)
+    )
+    if not known:
+        return []  # reported field by field above
+    one = torch.zeros(1, 1)
+    try:
+        grpo_loss(
+            one,
+            None,
+            one,
+            torch.zeros(1),
+            torch.ones(1, 1),
+            beta=g.beta,
+            epsilon_low=g.epsilon_low,
+            epsilon_high=g.epsilon_high,
+            loss_type=g.loss_type,
+            policy_loss=g.policy_loss,
+            policy_loss_kwargs=g.policy_loss_kwargs,
+            importance_sampling_level=g.importance_sampling_level,
+            max_completion_length=1,
+            num_active_tokens=1,
+            entropy=one,
+            top_entropy_quantile=g.top_entropy_quantile,
+            kl_loss_type=g.kl_loss_type,
+            kl_clamp=g.kl_clamp,
+            use_bias_correction_kl=g.use_bias_correction_kl,
+        )
+    except (ValueError, TypeError) as err:
+        return [f"grpo.policy_loss={g.policy_loss}: {err}"]
+    return []
 
 
 # Trainer arguments medzero_pl sets itself (see medzero_pl/run.py), or that have their own `trainer.*` field.

@@ -31,8 +31,8 @@ from medzero_pl.config import GRPOConfig, ModelConfig, OptimConfig, RolloutConfi
 from medzero_pl.data.datamodule import collate
 from medzero_pl.errors import UserError
 from medzero_pl.forward import completion_logprobs_and_entropy
-from medzero_pl.grpo import group_advantages, grpo_loss
-from medzero_pl.grpo.correction import corrected_advantages, sampler_mismatch
+from medzero_pl.grpo import MULTI_REWARD_ADVANTAGES, grpo_loss, reward_matrix
+from medzero_pl.grpo.correction import importance_weights, sampler_mismatch
 from medzero_pl.models import load_causal_lm, load_tokenizer, resolve_model
 from medzero_pl.rewards import RewardSpec, build_rewards
 from medzero_pl.rollout import build_engine
@@ -176,9 +176,13 @@ class GRPOModule(LightningModule):
         prompts = columns.pop("prompts")
         scored = self.reward_set(prompts, rollouts.texts, completion_ids=rollouts.completion_ids, **columns)
         rewards = torch.tensor(scored.total, dtype=torch.float32)
-        # Every rank's rewards, rank-major: scale_rewards=batch takes the std of the global batch.
-        everyone = self.all_gather(rewards.to(self.device)).reshape(-1).cpu()
-        advantages, zero_std = group_advantages(everyone, G, g.scale_rewards)
+        scores = reward_matrix(list(scored.per_function.values()), len(rewards))  # (N, K), NaN: not applicable
+        # Every rank's scores, rank-major: scale_rewards=batch and GDPO take statistics of the global batch.
+        everyone = self.all_gather(scores.to(self.device)).reshape(-1, scores.shape[1]).cpu()
+        weights = torch.tensor(self.reward_set.weights, dtype=torch.float64)
+        advantages, zero_std = MULTI_REWARD_ADVANTAGES[g.multi_objective_aggregation](
+            everyone, weights, G, g.scale_rewards
+        )
         mine = slice(self.global_rank * len(rewards), (self.global_rank + 1) * len(rewards))
         advantages, zero_std = advantages[mine], zero_std[mine.start // G : mine.stop // G]
         t_score = time.perf_counter()
@@ -237,9 +241,10 @@ class GRPOModule(LightningModule):
             with torch.no_grad():
                 ref_logp = torch.cat([self._logprobs(self.reference, inputs, s)[0] for s in slices])
 
-        # Sampled by another engine (vLLM): truncated importance sampling against the sampler's log-probs.
+        # Sampled by another engine (vLLM): importance sampling against the sampler's log-probs.
         sampler_logp = inputs.get("sampler_logp")
         r = self.rollout_config
+        off_policy = (r.off_policy_correction, r.off_policy_cap, r.off_policy_floor)
 
         # Old log-probs are those of the policy before this batch's first update: exactly what the first pass
         # computes, so passes 2..mu reuse them instead of running a separate no-grad forward.
@@ -253,16 +258,14 @@ class GRPOModule(LightningModule):
                 if old_logp is None:
                     first_pass.append(logp.detach())
                 behaviour_logp = old_logp[s] if old_logp is not None else logp.detach()
-                adv = advantages[s]
+                is_weights = None
                 if sampler_logp is not None:
-                    adv = corrected_advantages(
-                        adv, behaviour_logp, sampler_logp[s], mask[s], r.off_policy_correction, r.off_policy_cap
-                    )
+                    is_weights = importance_weights(behaviour_logp, sampler_logp[s], mask[s], *off_policy)
                 loss, metrics = grpo_loss(
                     logp,
                     behaviour_logp,
                     ref_logp[s] if ref_logp is not None else None,
-                    adv,
+                    advantages[s],
                     mask[s],
                     beta=g.beta,
                     epsilon_low=g.epsilon_low,
@@ -273,6 +276,13 @@ class GRPOModule(LightningModule):
                     entropy=entropy,
                     entropy_coef=g.entropy_coef,
                     kl_clamp=g.kl_clamp,
+                    policy_loss=g.policy_loss,
+                    policy_loss_kwargs=g.policy_loss_kwargs,
+                    importance_sampling_level=g.importance_sampling_level,
+                    is_weights=is_weights,
+                    top_entropy_quantile=g.top_entropy_quantile,
+                    kl_loss_type=g.kl_loss_type,
+                    use_bias_correction_kl=g.use_bias_correction_kl,
                 )
                 self.manual_backward(loss / n_micro)
                 # Token-weighted, so the logged value is the masked mean over the whole generation batch.
@@ -286,7 +296,7 @@ class GRPOModule(LightningModule):
             old_logp = old_logp if old_logp is not None else torch.cat(first_pass)
         result = {k: torch.tensor(v / g.num_iterations) for k, v in sums.items()}
         if sampler_logp is not None:
-            result |= sampler_mismatch(old_logp, sampler_logp, mask, r.off_policy_cap)
+            result |= sampler_mismatch(old_logp, sampler_logp, mask, *off_policy)
         return result
 
     def _logprobs(

@@ -148,3 +148,52 @@ def test_kl_clamp_is_off_by_default_on_in_the_verl_reproductions_and_positive_wh
     for bad in ("0", "-1.0"):
         with pytest.raises(ConfigError, match="grpo.kl_clamp"):
             compose([f"grpo.kl_clamp={bad}"])
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["grpo.policy_loss=gspo"], "grpo.policy_loss='gspo': expected one of ['cispo', 'clip_cov', 'gpg', 'kl_cov'"),
+        (["grpo.loss_type=cispo"], "TRL's loss_type=cispo is grpo.policy_loss=cispo grpo.loss_type=dapo"),
+        (["grpo.loss_type=sapo"], "TRL's loss_type=sapo is grpo.policy_loss=sapo grpo.loss_type=grpo"),
+        (["grpo.policy_loss=cispo"], "grpo.policy_loss=cispo: epsilon_high=0.28 is cispo's cap"),
+        (["grpo.policy_loss_kwargs={delta: 0.5}"], "grpo.policy_loss=vanilla: delta=0.5: expected > 1"),
+        (["grpo.policy_loss_kwargs={sapo_temperature_pos: 2}"], "not settings of policy_loss 'vanilla'; valid: delta"),
+        (["grpo.policy_loss=gpg", "grpo.importance_sampling_level=sequence"], "policy_loss=gpg has no sequence-level"),
+        (["grpo.importance_sampling_level=batch"], "grpo.importance_sampling_level='batch'"),
+        (["grpo.kl_loss_type=low_var_kl"], "verl's low_var_kl is k3 with grpo.kl_clamp=10"),
+        (["grpo.top_entropy_quantile=1.5"], "grpo.top_entropy_quantile=1.5: expected 0 <= value <= 1"),
+        (["grpo.multi_objective_aggregation=gdpo"], "grpo.multi_objective_aggregation='gdpo'"),
+        (
+            ["grpo.multi_objective_aggregation=normalize_then_sum", "grpo.scale_rewards=none"],
+            "grpo.scale_rewards='none': expected group",
+        ),
+    ],
+)
+def test_objective_settings_that_cannot_work_are_rejected_by_name(overrides, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("[", r"\[").replace(".", r"\.")):
+        compose(overrides)
+
+
+def test_the_objective_settings_of_trl_and_verl_compose():
+    cfg = compose(
+        [
+            "grpo.policy_loss=sapo",
+            "grpo.loss_type=grpo",
+            "grpo.importance_sampling_level=sequence",
+            "grpo.policy_loss_kwargs={sapo_temperature_neg: 1.2}",
+            "grpo.kl_loss_type=k2",
+            "grpo.use_bias_correction_kl=true",
+            "grpo.top_entropy_quantile=0.2",
+            "grpo.multi_objective_aggregation=normalize_then_sum",
+        ]
+    )
+    assert cfg.grpo.policy_loss_kwargs == {"sapo_temperature_neg": 1.2}
+    assert compose(["grpo.policy_loss=cispo", "grpo.epsilon_high=5.0"]).grpo.policy_loss == "cispo"
+    defaults = compose([]).grpo  # today's objective: TRL's clipped surrogate, k3, no corrections
+    assert (defaults.policy_loss, defaults.importance_sampling_level, defaults.kl_loss_type) == (
+        "vanilla",
+        "token",
+        "k3",
+    )
+    assert not defaults.use_bias_correction_kl and defaults.top_entropy_quantile == 1.0

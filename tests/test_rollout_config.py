@@ -25,8 +25,9 @@ def test_the_schema_defaults_to_hf_the_demo_run_to_vllm_and_the_module_builds_hf
     ("override", "message"),
     [
         ({"rollout.engine": "sglang"}, "rollout.engine='sglang'"),
-        ({"rollout.off_policy_correction": "token_mask"}, "rollout.off_policy_correction='token_mask'"),
+        ({"rollout.off_policy_correction": "token_truncate"}, "rollout.off_policy_correction='token_truncate'"),
         ({"rollout.off_policy_cap": 0.5}, "rollout.off_policy_cap=0.5"),
+        ({"rollout.off_policy_floor": 1.5}, "rollout.off_policy_floor=1.5: expected 0 <= floor <= 1"),
         ({"rollout.engine": "vllm", "rollout.max_model_len": 64}, "rollout.max_model_len=64 < data.max_prompt_length"),
         ({"rollout.engine": "vllm", "grpo.temperature": 2.5}, "temperatures up to 2"),
         ({"rollout.engine": "vllm", "rollout.gpu_memory_utilization": 1.5}, "rollout.gpu_memory_utilization=1.5"),

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 from lightning.pytorch import Callback
 
 from medzero_pl.config import compose
 from medzero_pl.fit import build, main
+from medzero_pl.grpo import normalize_then_sum, reward_matrix
 from tests.toy_task import toy_overrides
 
 
@@ -133,3 +136,59 @@ def test_the_diagnosis_recipe_trains_with_the_diagnosis_zero_prompt_and_reward(t
     header = (tmp_path / "csv" / "version_0" / "metrics.csv").read_text().splitlines()[0].split(",")
     assert "rewards/diagnosis_match/mean" in header
     assert "val/rewards/diagnosis_match/mean" in trainer.callback_metrics  # the validation at the end of fit
+
+
+class RecordOutputs(Callback):
+    def __init__(self) -> None:
+        self.outputs: list[dict] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, *args) -> None:
+        self.outputs.append(outputs)
+
+
+def test_gdpo_advantages_come_from_each_rewards_own_scores(toy, tmp_path):
+    rewards = "[{name: 'tests.toy_task:letter_share'}, {name: 'tests.toy_task:opens_with_letter', weight: 0.5}]"
+    settings = {"trainer.max_steps": 1, "rewards": rewards, "grpo.multi_objective_aggregation": "normalize_then_sum"}
+    trainer, module, datamodule = build(compose(toy_overrides(toy, tmp_path, **settings)))
+    recorder = RecordOutputs()
+    trainer.callbacks.append(recorder)
+    trainer.fit(module, datamodule=datamodule)
+    (out,) = recorder.outputs
+    scores = reward_matrix(list(out["rewards"].values()), len(out["reward"]))
+    expected = normalize_then_sum(scores, torch.tensor([1.0, 0.5]), out["num_generations"])
+    torch.testing.assert_close(torch.tensor(out["advantages"]), expected.advantages)
+    assert torch.tensor(out["advantages"]).abs().sum() > 0  # the batch had a signal, so the check is not vacuous
+
+
+class SamplerSaysCertain:
+    """Wraps an engine so that its rollouts carry sampler log-probs of 0 (probability 1) for every token."""
+
+    def __init__(self, engine) -> None:
+        self.engine = engine
+
+    def generate(self, prompt_ids, n, sampling):
+        rollouts = self.engine.generate(prompt_ids, n, sampling)
+        return replace(rollouts, logprobs=[[0.0] * len(c) for c in rollouts.completion_ids])
+
+    def __getattr__(self, name):
+        return getattr(self.engine, name)
+
+
+@pytest.mark.parametrize(
+    ("mode", "masked_frac"), [("token_mask", 1.0), ("sequence_mask", 1.0), ("token", 0.0), ("sequence", 0.0)]
+)
+def test_a_floor_drops_or_lifts_the_tokens_the_sampler_was_surer_of(toy, tmp_path, monkeypatch, mode, masked_frac):
+    # The tiny model gives each token ~1/80, so exp(p - q) < the floor 0.5 everywhere: the masking modes drop every
+    # token (the policy cannot move), the truncating ones weight every token by 0.5 (it trains).
+    import medzero_pl.module
+
+    build_engine = medzero_pl.module.build_engine
+    monkeypatch.setattr(medzero_pl.module, "build_engine", lambda *a, **k: SamplerSaysCertain(build_engine(*a, **k)))
+    settings = {"trainer.max_steps": 1, "rollout.off_policy_correction": mode, "rollout.off_policy_floor": 0.5}
+    trainer, module, datamodule = build(compose(toy_overrides(toy, tmp_path, **settings)))
+    module.configure_model()
+    before = {k: v.clone() for k, v in module.policy.state_dict().items()}
+    trainer.fit(module, datamodule=datamodule)
+    assert trainer.callback_metrics["sampling/masked_frac"] == masked_frac
+    moved = any(not torch.equal(v, before[k]) for k, v in module.policy.state_dict().items())
+    assert moved == (masked_frac == 0)

@@ -29,6 +29,11 @@ def write_toy_questions(path: Path, n: int = 32) -> Path:
     return path
 
 
+def opens_with_letter(prompts: list[Any], completions: list[str], answer: list[str], **columns: Any) -> list[float]:
+    """A second, sparser toy reward (for multi-reward runs): 1 if the completion starts with the gold letter."""
+    return [float(text[:1] == gold) for text, gold in zip(completions, answer, strict=True)]
+
+
 def one_value_only(prompts: list[Any], completions: list[str], **columns: Any) -> list[float]:
     """A broken reward: one value for the whole batch."""
     return [0.0]

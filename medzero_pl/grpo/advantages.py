@@ -15,7 +15,8 @@ Departures from TRL:
 - `batch` uses the std of the rewards passed in: under DDP, gather all ranks' rewards first (TRL does).
 """
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import torch
@@ -86,3 +87,65 @@ def group_advantages(rewards: Tensor, group_size: int, scale: str = "group", eps
     advantages = (grouped - mean) / ADVANTAGE_SCALES[scale](grouped, eps)  # (P, G)
     advantages = advantages.masked_fill(zero_std[:, None] | advantages.isnan(), 0.0)
     return GroupAdvantages(advantages.reshape(-1), zero_std)
+
+
+def reward_matrix(per_reward: Sequence[Sequence[float | None]], n: int) -> Tensor:
+    """`(N, K)` float64 scores of K rewards over N completions, NaN where a reward does not apply (None).
+
+    float64, so a weighted sum matches `RewardSet`'s Python total before the one rounding to float32.
+    """
+    scores = torch.full((n, len(per_reward)), float("nan"), dtype=torch.float64)
+    for k, values in enumerate(per_reward):
+        scores[:, k] = torch.tensor([math.nan if v is None else v for v in values], dtype=torch.float64)
+    return scores
+
+
+def sum_then_normalize(
+    scores: Tensor, weights: Tensor, group_size: int, scale: str = "group", eps: float = 1e-4
+) -> GroupAdvantages:
+    """GRPO on the weighted sum: `group_advantages(sum_k w_k r_k)`, rewards that do not apply counting 0.
+
+    TRL 1.16 `multi_objective_aggregation="sum_then_normalize"` (its default). Departure: a completion no reward
+    applies to totals 0, as `RewardSet` logs it; TRL leaves it out of its group's baseline (NaN) with advantage 0.
+    `(N, K), (K,) -> GroupAdvantages`.
+    """
+    totals = (scores.double() * weights.double()).nansum(dim=1)  # (N,)
+    return group_advantages(totals.float(), group_size, scale, eps)
+
+
+def normalize_then_sum(
+    scores: Tensor, weights: Tensor, group_size: int, scale: str = "group", eps: float = 1e-4
+) -> GroupAdvantages:
+    """GDPO (Group reward-Decoupled normalisation Policy Optimisation, arXiv 2601.05242): normalise each reward
+    within its group, sum with the weights, then standardise the sum over the batch, so a reward with a small spread
+    (format, once learnt) is not drowned by one with a large spread (accuracy):
+
+        s_i = sum_k w_k (r_ik - mean_group r_k) / (std_group r_k + eps)
+        A_i = (s_i - mean_batch s) / (std_batch s + eps)
+
+    Anchor: TRL 1.16 `_generate_and_score_completions`, `multi_objective_aggregation="normalize_then_sum"`: Bessel
+    stds, NaN (reward not applicable) left out of means and stds and adding nothing to `s_i`; a completion no reward
+    applies to is left out of the batch statistics with advantage 0. `scale` is not used (TRL ignores
+    `scale_rewards` here too). Departures, as `group_advantages`: a reward constant within a group contributes
+    exactly 0 to its `s_i`, and a group in which every reward is constant (`zero_std`) gets advantage exactly 0.
+    Under DDP, gather every rank's scores first (TRL does). `(N, K), (K,) -> GroupAdvantages`.
+    """
+    if scores.dim() != 2 or scores.shape[1] != weights.numel() or weights.numel() == 0:
+        raise ValueError(
+            f"scores must be (N, K) with K={weights.numel()} >= 1 rewards, got shape {tuple(scores.shape)}"
+        )
+    scores = scores.float()
+    per_reward = [group_advantages(scores[:, k], group_size, "group", eps) for k in range(scores.shape[1])]
+    normalised = torch.stack([a.advantages for a in per_reward], dim=1)  # (N, K), 0 where NaN
+    summed = (normalised * weights.to(normalised)).sum(dim=1)  # (N,)
+    summed = summed.masked_fill(scores.isnan().all(dim=1), math.nan)  # unscorable: out of the batch statistics
+    advantages = (summed - summed.nanmean()) / (nanstd(summed, dim=0) + eps)  # (N,)
+    zero_std = torch.stack([a.zero_std for a in per_reward]).all(dim=0)  # (P,)
+    advantages = advantages.masked_fill(zero_std.repeat_interleave(group_size) | advantages.isnan(), 0.0)
+    return GroupAdvantages(advantages, zero_std)
+
+
+MULTI_REWARD_ADVANTAGES: dict[str, Callable[..., GroupAdvantages]] = {
+    "sum_then_normalize": sum_then_normalize,
+    "normalize_then_sum": normalize_then_sum,
+}

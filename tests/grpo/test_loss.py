@@ -8,7 +8,7 @@ from medzero_pl.grpo import (
     clip_fractions,
     clipped_surrogate,
     grpo_loss,
-    k3_kl,
+    high_entropy_mask,
     mask_truncated_completions,
     masked_mean,
 )
@@ -17,23 +17,6 @@ LN = math.log
 # Shared by the aggregation tests: 2 rows, the first with 2 active tokens, the second with 4.
 PER_TOKEN = torch.tensor([[1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0]])
 MASK = torch.tensor([[1.0, 1.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0]])
-
-
-def test_k3_kl_hand_computed():
-    # ref/pi = 0.25/0.5: d = -ln 2, exp(d) - d - 1 = 0.5 + ln 2 - 1. Equal policies give 0.
-    kl = k3_kl(torch.tensor([LN(0.5), LN(0.5)]), torch.tensor([LN(0.25), LN(0.5)]))
-    torch.testing.assert_close(kl, torch.tensor([LN(2) - 0.5, 0.0]))
-
-
-def test_k3_kl_clamp_reproduces_verl_low_var_kl():
-    # d = ref - logp. d = -ln 2 -> 0.5 + ln 2 - 1 (unclamped); d = 12 -> e^12 - 13 > 10 -> 10; d = -30 -> d is first
-    # clamped to -20 (verl's exp guard), e^-20 + 19 > 10 -> 10. Without a clamp the last two stay large.
-    logp = torch.tensor([LN(0.5), 0.0, -1.0], requires_grad=True)
-    ref = torch.tensor([LN(0.25), 12.0, -31.0])
-    torch.testing.assert_close(k3_kl(logp, ref, clamp=10.0), torch.tensor([LN(2) - 0.5, 10.0, 10.0]))
-    torch.testing.assert_close(k3_kl(logp, ref)[1:], torch.tensor([math.exp(12) - 13, math.exp(-30) + 29]))
-    (grad,) = torch.autograd.grad(k3_kl(logp, ref, clamp=10.0).sum(), logp)
-    torch.testing.assert_close(grad, torch.tensor([0.5, 0.0, 0.0]))  # clamped tokens get no gradient, as in verl
 
 
 def test_grpo_loss_kl_clamp_bounds_the_penalty_and_rejects_non_positive_values():
@@ -82,6 +65,7 @@ def test_masked_mean_empty_mask_is_zero():
         ("dr_grpo", {"max_completion_length": 5}, 29 / (2 * 5)),
         ("dapo", {"num_active_tokens": 12}, 29 / 12),
         ("dapo", {"num_active_tokens": torch.tensor(12)}, 29 / 12),
+        ("luspo", {}, (3 + 26) / 2),  # row sums, averaged over rows
     ],
 )
 def test_aggregations_hand_computed(loss_type, kwargs, expected):
@@ -184,8 +168,18 @@ def test_grpo_loss_ignores_garbage_at_masked_positions():
 
 def test_grpo_loss_argument_errors():
     logp = torch.zeros(2, 2, requires_grad=True)
-    with pytest.raises(ValueError, match="valid: grpo, bnpo, dr_grpo, dapo"):
+    with pytest.raises(ValueError, match="valid: grpo, bnpo, dr_grpo, dapo, luspo"):
         _loss(logp, loss_type="ppo")
+    with pytest.raises(ValueError, match="unknown policy_loss 'gspo'; valid: vanilla, cispo, sapo"):
+        _loss(logp, policy_loss="gspo")
+    with pytest.raises(
+        ValueError, match=r"\['delta'\] are not settings of policy_loss 'sapo'; valid: sapo_temperature"
+    ):
+        _loss(logp, policy_loss="sapo", policy_loss_kwargs={"delta": 2.0})
+    with pytest.raises(ValueError, match="unknown importance_sampling_level 'batch'"):
+        _loss(logp, importance_sampling_level="batch")
+    with pytest.raises(ValueError, match="top_entropy_quantile=0.2 needs entropy"):
+        _loss(logp, top_entropy_quantile=0.2)
     with pytest.raises(ValueError, match="ref_logp"):
         _loss(logp, beta=0.04)
     with pytest.raises(ValueError, match="needs entropy"):
@@ -204,3 +198,66 @@ def test_mask_truncated_completions():
     assert out.dtype == mask.dtype
     bool_out = mask_truncated_completions(ids, mask.bool(), eos_token_ids={eos})
     assert bool_out.dtype == torch.bool and bool_out.tolist() == out.bool().tolist()
+
+
+def test_high_entropy_mask_keeps_the_top_quantile_of_the_active_tokens():
+    entropy = torch.tensor([[1.0, 2.0, 3.0, 100.0], [4.0, 5.0, 0.0, 0.0]])
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]])
+    # Active entropies 1..5; the 0.6 quantile interpolates to 3.4, so 4 and 5 stay. The masked 100 never does.
+    assert high_entropy_mask(entropy, mask, 0.4).tolist() == [[False] * 4, [True, True, False, False]]
+    assert high_entropy_mask(entropy, mask, 0.0).tolist() == [[False] * 4, [False, True, False, False]]
+    assert high_entropy_mask(entropy, mask, 1.0).tolist() == mask.bool().tolist()
+    assert not high_entropy_mask(entropy, torch.zeros(2, 4), 0.5).any()
+
+
+def test_entropy_masking_drops_the_objective_of_low_entropy_tokens_but_not_their_kl_or_count():
+    # mu = 1, so each kept token costs -A; entropies 1, 3, 2 (50 masked) with quantile 0.5 keep (0, 1) and (1, 0).
+    # Token (0, 0) keeps only its KL, beta (ln 2 - 0.5); bnpo still divides by all 3 active tokens. The entropy
+    # bonus is the mean over the kept tokens, (3 + 2) / 2.
+    logp = torch.tensor([[LN(0.5), LN(0.5)], [LN(0.5), LN(0.25)]], requires_grad=True)
+    ref = torch.tensor([[LN(0.25), LN(0.5)], [LN(0.5), LN(0.5)]])
+    entropy = torch.tensor([[1.0, 3.0], [2.0, 50.0]])
+    loss, metrics = _loss(logp, ref_logp=ref, beta=0.1, entropy=entropy, entropy_coef=0.1, top_entropy_quantile=0.5)
+    torch.testing.assert_close(loss, torch.tensor((0.1 * (LN(2) - 0.5) - 1 + 0.5) / 3 - 0.1 * 2.5))
+    torch.testing.assert_close(metrics["entropy_mask/kept_frac"], torch.tensor(2 / 3))
+    torch.testing.assert_close(metrics["entropy"], torch.tensor(2.0))  # logged over every active token
+
+
+@pytest.mark.parametrize("level", ["token", "sequence"])
+def test_bias_corrected_kl_is_the_kl_times_the_ratio_with_its_gradient(level):
+    # r = 0.5 / 0.25 = 2 (one token, so both levels agree); k3 at pi_ref / pi = 1/2 is ln 2 - 0.5. Corrected:
+    # r k3, whose gradient in logp is r k3 + r (1 - pi_ref / pi) = 2 (ln 2 - 0.5) + 1 = 2 ln 2 (plain k3: 0.5).
+    logp = torch.tensor([[LN(0.5)]], requires_grad=True)
+    common = dict(
+        old_logp=torch.tensor([[LN(0.25)]]),
+        ref_logp=torch.tensor([[LN(0.25)]]),
+        advantages=torch.zeros(1),
+        mask=torch.ones(1, 1),
+        beta=1.0,
+        importance_sampling_level=level,
+    )
+    loss, metrics = _loss(logp, use_bias_correction_kl=True, **common)
+    torch.testing.assert_close(loss, torch.tensor(2 * (LN(2) - 0.5)))
+    torch.testing.assert_close(metrics["kl"], loss.detach())
+    loss.backward()
+    torch.testing.assert_close(logp.grad, torch.tensor([[2 * LN(2)]]))
+    plain, _ = _loss(logp, **common)
+    torch.testing.assert_close(plain, torch.tensor(LN(2) - 0.5))
+
+
+def test_the_kl_term_uses_the_chosen_estimator():
+    logp = torch.tensor([[LN(0.5), LN(0.5)], [LN(0.5), LN(0.5)]], requires_grad=True)
+    ref = torch.tensor([[LN(0.25), LN(0.5)], [LN(0.5), LN(0.5)]])  # k2 at token (0, 0): (ln 2)^2 / 2
+    loss, metrics = _loss(logp, ref_logp=ref, beta=0.1, kl_loss_type="k2")
+    torch.testing.assert_close(metrics["kl"], torch.tensor(LN(2) ** 2 / 2 / 3))
+    torch.testing.assert_close(loss, torch.tensor((-1 + 0.1 * LN(2) ** 2 / 2 - 1 + 0.5) / 3))
+
+
+def test_grpo_loss_passes_an_objective_its_own_settings():
+    # gpg reads no clip range and no ratio level; sapo's temperatures arrive through policy_loss_kwargs.
+    logp = torch.tensor([[LN(0.5), LN(0.5)], [LN(0.5), LN(0.25)]], requires_grad=True)
+    gpg, metrics = _loss(logp, policy_loss="gpg", importance_sampling_level="sequence")
+    torch.testing.assert_close(gpg, torch.tensor((-LN(0.5) - LN(0.5) + 0.5 * LN(0.5)) / 3))  # -A logp
+    assert set(metrics) == set()
+    sapo, _ = _loss(logp, policy_loss="sapo", policy_loss_kwargs={"sapo_temperature_pos": 2.0})
+    torch.testing.assert_close(sapo, torch.tensor((-2 * 2 / 2.0 + 0.5 * 2 / 1.05) / 3))  # r = 1: -(2 / tau) A
