@@ -35,7 +35,7 @@ from medzero_pl.grpo import group_advantages, grpo_loss
 from medzero_pl.grpo.correction import corrected_advantages, sampler_mismatch
 from medzero_pl.models import load_causal_lm, load_tokenizer, resolve_model
 from medzero_pl.rewards import RewardSpec, build_rewards
-from medzero_pl.rollout import build_engine
+from medzero_pl.rollout import Placement, build_engine
 from medzero_pl.rollout.base import RolloutEngine, Rollouts, SamplingParams
 from medzero_pl.strategies import clip_and_step, full_named_parameters, prepare_reference, unsharded_init
 
@@ -94,9 +94,19 @@ class GRPOModule(LightningModule):
             # A plain attribute, not a submodule: frozen weights stay out of checkpoints and the optimizer.
             object.__setattr__(self, "reference", reference)
         path = resolve_model(self.model_config.name_or_path)
-        rank_seed = self.seed + self.global_rank
         with unsharded_init():  # the engine's own model is whole on every rank, also under ZeRO-3
-            self.engine = build_engine(self.rollout_config, self.policy, self.tokenizer, path, seed=rank_seed)
+            self.engine = build_engine(
+                self.rollout_config, self.policy, self.tokenizer, path, seed=self.seed, placement=self._placement()
+            )
+
+    def _placement(self) -> Placement:
+        """This process among the trainer's; its engine goes on the device the strategy trains on."""
+        trainer = self._trainer
+        if trainer is None:  # built outside a run
+            return Placement()
+        device = trainer.strategy.root_device
+        local = device.index if device.type == "cuda" and device.index is not None else trainer.local_rank
+        return Placement(rank=trainer.global_rank, local_rank=local, world_size=trainer.world_size)
 
     @property
     def optimizer_steps_per_batch(self) -> int:

@@ -418,7 +418,7 @@ def run_trl(args: argparse.Namespace, prepared: dict[str, Any], workdir: Path) -
 
         from trl.generation import vllm_generation
 
-        from medzero_pl.rollout import CPU_KV_CACHE_GIB
+        from medzero_pl.rollout.vllm import CPU_KV_CACHE_GIB
 
         # TRL builds its LLM without a KV-cache size (on CPU, gpu_memory_utilization reserves that share of the RAM):
         # give it medzero_pl's. Its dtype stays TRL's ("auto": bf16 on CPU), because TRL's weight sync (the model's

@@ -50,7 +50,7 @@ class WeightSync(Callback):
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
         if not pl_module.engine.owns_weights:
             return
-        if self._synced_step == trainer.global_step:
+        if self._synced_step == trainer.global_step and pl_module.engine.has_weights:
             self.skipped += 1
         else:
             self.sync(trainer, pl_module)
@@ -58,7 +58,9 @@ class WeightSync(Callback):
             pl_module.log(f"weight_sync/{name}", value, on_step=True, on_epoch=False, batch_size=1)
 
     def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if pl_module.engine.owns_weights and self._synced_step != trainer.global_step:
+        if pl_module.engine.owns_weights and (
+            self._synced_step != trainer.global_step or not pl_module.engine.has_weights
+        ):
             self.sync(trainer, pl_module)
 
     def sync(self, trainer: Trainer, pl_module: LightningModule) -> None:
