@@ -105,9 +105,7 @@ class GRPOModule(LightningModule):
         trainer = self._trainer
         if trainer is None:  # built outside a run
             return Placement()
-        device = trainer.strategy.root_device
-        local = device.index if device.type == "cuda" and device.index is not None else trainer.local_rank
-        return Placement(rank=trainer.global_rank, local_rank=local, world_size=trainer.world_size)
+        return Placement.of(trainer.global_rank, trainer.local_rank, trainer.world_size, trainer.strategy.root_device)
 
     @property
     def optimizer_steps_per_batch(self) -> int:

@@ -17,7 +17,7 @@ from typing import Any
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.trainer.states import TrainerFn
 
-from medzero_pl.callbacks.weight_sync import WeightSync
+from medzero_pl.callbacks.weight_sync import run_weight_sync
 from medzero_pl.data.records import Example
 from medzero_pl.eval.benchmarks import build_tasks
 from medzero_pl.eval.report import write_report
@@ -100,7 +100,7 @@ class Evaluation(Callback):
 
     def run(self, trainer: Trainer, pl_module: LightningModule) -> dict[str, dict[str, Any]]:
         if pl_module.engine.owns_weights:
-            weight_sync(trainer).ensure_fresh(trainer, pl_module)
+            run_weight_sync(trainer).ensure_fresh(trainer, pl_module)
         results = evaluate(
             pl_module.engine,
             pl_module.tokenizer,
@@ -120,11 +120,3 @@ class Evaluation(Callback):
                 pl_module.log(name, value, batch_size=1)
         self.last_results = results
         return results
-
-
-def weight_sync(trainer: Trainer) -> WeightSync:
-    """The run's WeightSync: the one owner of the engine's weights."""
-    for callback in trainer.callbacks:
-        if isinstance(callback, WeightSync):
-            return callback
-    raise RuntimeError("Evaluation of an engine with its own weights (vLLM) needs the WeightSync callback in the run")

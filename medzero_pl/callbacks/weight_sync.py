@@ -86,3 +86,11 @@ def _counting(named: NamedTensors, moved: list[int]) -> Iterator[tuple[str, torc
     for name, tensor in named:
         moved[0] += tensor.numel() * tensor.element_size()
         yield name, tensor
+
+
+def run_weight_sync(trainer: Trainer) -> WeightSync:
+    """The run's WeightSync, for callbacks that generate: they ask it for fresh weights instead of syncing."""
+    for callback in trainer.callbacks:
+        if isinstance(callback, WeightSync):
+            return callback
+    raise RuntimeError("generating with an engine that holds its own weights (vLLM) needs the WeightSync callback")

@@ -96,6 +96,12 @@ class Placement:
     CUDA, which is the launcher's local rank unless `trainer.devices` lists GPU ids; the local rank on CPU."""
     world_size: int = 1
 
+    @classmethod
+    def of(cls, rank: int, local_rank: int, world_size: int, device: torch.device) -> Placement:
+        """The placement of a training process that trains on `device`: its engine goes on the same GPU."""
+        index = device.index if device.type == "cuda" and device.index is not None else local_rank
+        return cls(rank=rank, local_rank=index, world_size=world_size)
+
     @property
     def launched(self) -> bool:
         """Several training processes: each engine joins them through vLLM's `external_launcher` executor."""

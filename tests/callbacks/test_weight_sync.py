@@ -8,12 +8,13 @@ vLLM is a dependency of `make setup`; outside CI a missing vLLM skips that test,
 from __future__ import annotations
 
 import os
+from types import SimpleNamespace
 
 import pytest
 import torch
 from lightning.pytorch import Callback
 
-from medzero_pl.callbacks.weight_sync import WeightSync
+from medzero_pl.callbacks.weight_sync import WeightSync, run_weight_sync
 from medzero_pl.config import compose
 from medzero_pl.fit import build
 from medzero_pl.module import GRPOModule
@@ -50,6 +51,13 @@ def fit_with_fake_vllm(toy, run_dir, shared_data, monkeypatch, **fields) -> list
     trainer, module, datamodule = build(cfg)
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.resume)
     return [e for e in vllm.events if e != "empty_cache"]
+
+
+def test_callbacks_that_generate_find_the_runs_weight_sync_or_fail_without_one():
+    sync = WeightSync()
+    assert run_weight_sync(SimpleNamespace(callbacks=[Callback(), sync])) is sync
+    with pytest.raises(RuntimeError, match="needs the WeightSync callback"):
+        run_weight_sync(SimpleNamespace(callbacks=[Callback()]))
 
 
 def test_evaluation_after_a_step_shares_its_sync_with_the_next_rollout(toy, tmp_path, shared_data, monkeypatch):

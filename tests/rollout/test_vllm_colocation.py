@@ -57,6 +57,18 @@ def test_each_rank_builds_its_engine_on_its_own_device_with_its_own_seed(placeme
     assert launcher_env(placement) == env
 
 
+@pytest.mark.parametrize(
+    ("rank", "local_rank", "device", "expected"),
+    [
+        (1, 1, torch.device("cuda", 1), Placement(rank=1, local_rank=1, world_size=2)),
+        (1, 1, torch.device("cuda", 5), Placement(rank=1, local_rank=5, world_size=2)),  # trainer.devices=[4, 5]
+        (1, 1, torch.device("cpu"), Placement(rank=1, local_rank=1, world_size=2)),
+    ],
+)
+def test_a_rank_places_its_engine_on_the_device_it_trains_on(rank, local_rank, device, expected):
+    assert Placement.of(rank, local_rank, 2, device) == expected
+
+
 @pytest.mark.parametrize("cuda", [True, False])
 def test_several_cpu_or_gpu_processes_use_the_external_launcher(cuda):
     kwargs = kwargs_for(Placement(rank=1, local_rank=1, world_size=2), cuda=cuda)
