@@ -37,11 +37,11 @@ Choices worth knowing:
   single-process executor would put every rank's engine on GPU 0. One process keeps the default executor.
   `engine_kwargs` decides all of this, and every CPU/GPU default, from (settings, placement, device kind).
 - Sleep mode (GPU only; vLLM's CPU backend refuses it), in TRL's order: the engine sleeps as soon as it is built, so
-  the optimizer state is allocated while vLLM holds nothing; a weight sync empties torch's cache, wakes only the
-  weights and loads them; `generate` then wakes the KV cache; the trainer puts the engine back to sleep after its
-  rollouts. Sleep is level 2 (weights discarded, not copied to host memory and back only to be overwritten), so the
-  engine tracks whether it holds weights and refuses to generate until `update_weights` has loaded them; the weight
-  sync (`WeightSync`) treats such an engine as stale.
+  the optimizer state is allocated while vLLM holds little more than its CUDA context; a weight sync empties torch's
+  cache, wakes only the weights and loads them; `generate` then wakes the KV cache; the trainer puts the engine back
+  to sleep after its rollouts. Sleep is level 2 (weights discarded, not copied to host memory and back only to be
+  overwritten), so the engine tracks whether it holds weights and refuses to generate until `update_weights` has
+  loaded them; the weight sync (`WeightSync`) treats such an engine as stale.
 - Tensor parallelism: `rollout.tensor_parallel_size` is refused above 1 at config time (see `config.py`): the ranks of
   one TP group would have to submit identical batches. `engine_kwargs` already seeds a TP group alike and refuses a
   world size TP does not divide.
