@@ -274,11 +274,14 @@ class RolloutConfig:
     max_model_len: int = 2048
     """vllm: longest prompt + completion, in tokens; at least data.max_prompt_length + grpo.max_completion_length."""
     tensor_parallel_size: int = 1
-    """vllm: GPUs per engine (> 1 uses vLLM's external_launcher, one training process per shard; not verified)."""
-    enforce_eager: bool = True
-    """vllm: no CUDA graphs (faster start, slower decoding); set false for long GPU runs."""
+    """vllm: GPUs per engine. Only 1: every training process runs one whole engine on its own GPU (the ranks of a
+    larger TP group would have to submit identical batches, which is not implemented)."""
+    enforce_eager: bool | None = None
+    """vllm: no CUDA graphs (faster start, about twice slower decoding); None: off on GPU, on on CPU."""
     enable_sleep_mode: bool = False
-    """vllm, GPU only: offload the engine's weights and drop its KV cache while the trainer runs."""
+    """vllm, GPU only: while the trainer runs, the engine frees all its GPU memory (weights discarded, KV cache
+    dropped; the weight sync before each rollout loads them again). For a model whose training state and engine do
+    not fit on one GPU together."""
     kv_cache_gib: float | None = None
     """vllm: KV cache size; None derives it from gpu_memory_utilization on GPU and uses 1 GiB on CPU."""
     block_size: int | None = None
@@ -326,8 +329,11 @@ def rollout_problems(cfg: Config) -> list[str]:
             problems.append(f"grpo.temperature={cfg.grpo.temperature}: vLLM samples at temperatures up to 2 only")
         if not 0 < r.gpu_memory_utilization <= 1:
             problems.append(f"rollout.gpu_memory_utilization={r.gpu_memory_utilization}: expected 0 < value <= 1")
-        if r.tensor_parallel_size < 1:
-            problems.append(f"rollout.tensor_parallel_size={r.tensor_parallel_size}: expected >= 1")
+        if r.tensor_parallel_size != 1:
+            problems.append(
+                f"rollout.tensor_parallel_size={r.tensor_parallel_size}: expected 1 (one whole engine per training "
+                "process; tensor-parallel engines are not supported)"
+            )
         if r.kv_cache_gib is not None and r.kv_cache_gib <= 0:
             problems.append(f"rollout.kv_cache_gib={r.kv_cache_gib}: expected > 0 or null")
         if r.block_size is not None and r.block_size < 1:

@@ -8,10 +8,11 @@ clip-higher (epsilon_high > epsilon_low), no KL term unless `beta > 0`, and no s
 log-probs: with mu = 1 the ratio is taken against the detached current log-probs (exactly 1), and with mu > 1
 the first pass's log-probs (the policy before any update of the batch) serve the later passes.
 
-Public surface used by callbacks: `policy`, `tokenizer`, `engine` (swap it to change how rollouts are made),
-`sampling` and `sync_weights()`. `training_step` returns the step's results as a plain dict (see `step_outputs`),
-which Lightning hands to `Callback.on_train_batch_end(..., outputs, ...)`: statistics, samples and evaluation
-callbacks read that, not attributes of the module.
+Public surface used by callbacks: `policy`, `tokenizer`, `engine` (swap it to change how rollouts are made) and
+`sampling`. An engine with its own copy of the weights (vLLM) is kept current by `callbacks.weight_sync.WeightSync`,
+the only caller of `engine.update_weights` in a run. `training_step` returns the step's results as a plain dict (see
+`step_outputs`), which Lightning hands to `Callback.on_train_batch_end(..., outputs, ...)`: statistics, samples and
+evaluation callbacks read that, not attributes of the module.
 """
 
 from __future__ import annotations
@@ -35,9 +36,9 @@ from medzero_pl.grpo import MULTI_REWARD_ADVANTAGES, grpo_loss, reward_matrix
 from medzero_pl.grpo.correction import importance_weights, sampler_mismatch
 from medzero_pl.models import load_causal_lm, load_tokenizer, resolve_model
 from medzero_pl.rewards import RewardSpec, build_rewards
-from medzero_pl.rollout import build_engine
+from medzero_pl.rollout import Placement, build_engine
 from medzero_pl.rollout.base import RolloutEngine, Rollouts, SamplingParams
-from medzero_pl.strategies import clip_and_step, full_named_parameters, prepare_reference, unsharded_init
+from medzero_pl.strategies import clip_and_step, prepare_reference, unsharded_init
 
 RNG_KEY = "medzero_rng"
 log = logging.getLogger(__name__)
@@ -94,9 +95,17 @@ class GRPOModule(LightningModule):
             # A plain attribute, not a submodule: frozen weights stay out of checkpoints and the optimizer.
             object.__setattr__(self, "reference", reference)
         path = resolve_model(self.model_config.name_or_path)
-        rank_seed = self.seed + self.global_rank
         with unsharded_init():  # the engine's own model is whole on every rank, also under ZeRO-3
-            self.engine = build_engine(self.rollout_config, self.policy, self.tokenizer, path, seed=rank_seed)
+            self.engine = build_engine(
+                self.rollout_config, self.policy, self.tokenizer, path, seed=self.seed, placement=self._placement()
+            )
+
+    def _placement(self) -> Placement:
+        """This process among the trainer's; its engine goes on the device the strategy trains on."""
+        trainer = self._trainer
+        if trainer is None:  # built outside a run
+            return Placement()
+        return Placement.of(trainer.global_rank, trainer.local_rank, trainer.world_size, trainer.strategy.root_device)
 
     @property
     def optimizer_steps_per_batch(self) -> int:
@@ -152,15 +161,6 @@ class GRPOModule(LightningModule):
         """Training-time sampling; each step replaces `seed` with one derived from (seed, step)."""
         g = self.grpo
         return SamplingParams(g.max_completion_length, g.temperature, g.top_p, g.top_k, seed=None)
-
-    def sync_weights(self) -> None:
-        """Push the policy's weights into an engine that holds its own copy (vLLM), gathered a bounded block at a
-        time under ZeRO-3 (a collective: every rank calls it). No-op for the HF engine, which shares them.
-
-        Training runs do this through `callbacks.weight_sync.WeightSync`, which also logs and skips unchanged weights.
-        """
-        if self.engine.owns_weights:
-            self.engine.update_weights(full_named_parameters(self.policy))
 
     # -------------------------------------------------------------------------------------- training
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:

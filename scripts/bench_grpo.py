@@ -41,8 +41,8 @@ Fixed length (`--fixed-length`) suppresses every stop token until --max-new-toke
 way into `LLM.generate`; TRL: `generation_kwargs`). `--rollout-only` is always fixed length.
 
 Phases. medzero_pl: the engine's `generate` call, the reward call, the rest of the step (forward/backward/optimizer;
-includes the reference forward when beta > 0), and the engine's `update_weights` (called by `WeightSync`, and by
-`GRPOModule.sync_weights`; it consumes the parameter iterator, so gathering them is inside). TRL:
+includes the reference forward when beta > 0), and the engine's `update_weights` (called by `WeightSync` only; it
+consumes the parameter iterator, so gathering them is inside). TRL:
 `_generate_single_turn` minus the weight sync it makes inside it, `_calculate_rewards`, the rest of the step (its
 old/reference log-prob passes, loss, backward, optimizer), and `vllm_generation.sync_weights` (0 with `generate`).
 
@@ -359,8 +359,8 @@ def run_medzero(args: argparse.Namespace, prepared: dict[str, Any], workdir: Pat
                 force_length(engine, args.max_new_tokens)
             engine.generate = clock.wrap("generate", engine.generate, record)
             pl_module.reward_set = clock.wrap("score", pl_module.reward_set)
-            # WeightSync (on_train_batch_start) and module.sync_weights both push through engine.update_weights; the
-            # iterator it consumes gathers the parameters lazily, so the gather is inside this phase too.
+            # WeightSync pushes through engine.update_weights; the iterator it consumes gathers the parameters
+            # lazily, so the gather is inside this phase too.
             engine.update_weights = clock.wrap("sync", engine.update_weights)
 
         def on_train_batch_start(self, *a) -> None:
@@ -418,7 +418,7 @@ def run_trl(args: argparse.Namespace, prepared: dict[str, Any], workdir: Path) -
 
         from trl.generation import vllm_generation
 
-        from medzero_pl.rollout import CPU_KV_CACHE_GIB
+        from medzero_pl.rollout.vllm import CPU_KV_CACHE_GIB
 
         # TRL builds its LLM without a KV-cache size (on CPU, gpu_memory_utilization reserves that share of the RAM):
         # give it medzero_pl's. Its dtype stays TRL's ("auto": bf16 on CPU), because TRL's weight sync (the model's

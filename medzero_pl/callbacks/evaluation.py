@@ -1,9 +1,11 @@
 """Benchmark evaluation during training (every N steps) and on ``validate``, each benchmark reported separately.
 
 Logs ``eval/<benchmark>/<scorer>/{accuracy,format_rate,...}`` and ``eval/<benchmark>/{mean_length,
-truncated_rate}`` (see :mod:`medzero_pl.eval.runner`). Generation goes through the module's public surface:
-``sync_weights()`` then ``engine`` and ``tokenizer``. On ``validate`` (which runs only when the data module has
-validation data) it also writes the Markdown/JSON report to ``report_dir``.
+truncated_rate}`` (see :mod:`medzero_pl.eval.runner`). Generation goes through the module's public surface
+(``engine`` and ``tokenizer``); an engine with its own weights (vLLM) is first made current by the run's
+:class:`~medzero_pl.callbacks.weight_sync.WeightSync`, which syncs only if the weights changed since its last sync.
+On ``validate`` (which runs only when the data module has validation data) it also writes the Markdown/JSON report
+to ``report_dir``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.trainer.states import TrainerFn
 
+from medzero_pl.callbacks.weight_sync import run_weight_sync
 from medzero_pl.data.records import Example
 from medzero_pl.eval.benchmarks import build_tasks
 from medzero_pl.eval.report import write_report
@@ -96,7 +99,8 @@ class Evaluation(Callback):
             log.info("evaluation report: %s", md)
 
     def run(self, trainer: Trainer, pl_module: LightningModule) -> dict[str, dict[str, Any]]:
-        pl_module.sync_weights()
+        if pl_module.engine.owns_weights:
+            run_weight_sync(trainer).ensure_fresh(trainer, pl_module)
         results = evaluate(
             pl_module.engine,
             pl_module.tokenizer,

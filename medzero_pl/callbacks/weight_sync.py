@@ -1,14 +1,17 @@
-"""Keep a rollout engine's own copy of the weights (vLLM) equal to the policy's.
+"""Keep a rollout engine's own copy of the weights (vLLM) equal to the policy's: the one caller of
+`engine.update_weights` in a run.
 
-Two hooks, `on_train_batch_start` and `on_validation_start`: before rollouts are made, if an optimizer step changed the policy since the last
-sync (or nothing has been synced in this process yet, e.g. right after a resume restored the policy from a
-checkpoint), the policy's named parameters are streamed into `module.engine.update_weights`. Checkpoint saving reads
-the policy and the optimizer only, so a save between two steps changes nothing here.
+Everything that generates asks `WeightSync.ensure_fresh` first: the training rollouts (`on_train_batch_start`),
+Lightning's validation (`on_validation_start`) and the `Evaluation` callback, which finds this callback among
+`trainer.callbacks`. The engine is synced unless it already holds the weights of the current `trainer.global_step`:
+weights are pushed once per optimizer step however many of those ask, and again only when the engine has dropped
+them (vLLM's sleep mode discards its weights, `engine.has_weights`). Nothing is known in a new process, so a resumed
+run syncs before its first rollout. Checkpoint saving reads the policy and the optimizer only, so a save between two
+steps changes nothing here.
 
-Where the tensors come from is one function, `named_parameters_for_sync(trainer, module)`: plain (unsharded)
-parameters here. A sharding strategy (DeepSpeed ZeRO-3) passes its own `source` with the same signature that gathers
-a bounded block of parameters at a time and yields them as `(name, tensor)` pairs; the engine consumes them lazily,
-so only one block is ever gathered at once.
+The tensors come from `named_parameters_for_sync(trainer, module)`: the policy's full parameters, which under
+DeepSpeed ZeRO-3 are gathered a bounded block at a time and consumed lazily by the engine, so only one block is ever
+gathered at once.
 """
 
 from __future__ import annotations
@@ -35,7 +38,8 @@ class WeightSync(Callback):
     """Push the policy's weights into `module.engine` before each rollout that follows a weight change.
 
     Args:
-        source: `(trainer, module) -> iterable of (name, tensor)`; defaults to `named_parameters_for_sync`.
+        source: `(trainer, module) -> iterable of (name, tensor)`; defaults to `named_parameters_for_sync` (tests
+            pass one that records, or that gathers in smaller blocks).
 
     Logs `weight_sync/seconds` and `weight_sync/bytes` (of the latest sync) and `weight_sync/count` (syncs so far).
     """
@@ -50,15 +54,22 @@ class WeightSync(Callback):
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
         if not pl_module.engine.owns_weights:
             return
-        if self._synced_step == trainer.global_step:
-            self.skipped += 1
-        else:
-            self.sync(trainer, pl_module)
+        self.ensure_fresh(trainer, pl_module)
         for name, value in self._last.items():
             pl_module.log(f"weight_sync/{name}", value, on_step=True, on_epoch=False, batch_size=1)
 
     def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if pl_module.engine.owns_weights and self._synced_step != trainer.global_step:
+        self.ensure_fresh(trainer, pl_module)
+
+    def ensure_fresh(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Make the engine hold the policy's current weights, syncing only if it does not already (a collective
+        under ZeRO-3: every rank calls it)."""
+        engine = pl_module.engine
+        if not engine.owns_weights:
+            return
+        if self._synced_step == trainer.global_step and engine.has_weights:
+            self.skipped += 1
+        else:
             self.sync(trainer, pl_module)
 
     def sync(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -75,3 +86,11 @@ def _counting(named: NamedTensors, moved: list[int]) -> Iterator[tuple[str, torc
     for name, tensor in named:
         moved[0] += tensor.numel() * tensor.element_size()
         yield name, tensor
+
+
+def run_weight_sync(trainer: Trainer) -> WeightSync:
+    """The run's WeightSync, for callbacks that generate: they ask it for fresh weights instead of syncing."""
+    for callback in trainer.callbacks:
+        if isinstance(callback, WeightSync):
+            return callback
+    raise RuntimeError("generating with an engine that holds its own weights (vLLM) needs the WeightSync callback")

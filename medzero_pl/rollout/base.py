@@ -41,17 +41,20 @@ class RolloutEngine(Protocol):
     """Generates completions; the module never looks inside it.
 
     An engine that holds its own copy of the weights (vLLM) receives the policy's as `(name, tensor)` pairs after each
-    optimizer step; `sleep` frees its accelerator memory while the trainer runs. Engines that generate with the
-    policy itself (HF) implement all three as no-ops and set `owns_weights = False`, so nothing is gathered for them.
+    optimizer step; `sleep` frees its accelerator memory while the trainer runs, and the engine wakes itself in
+    `update_weights` and `generate`. Engines that generate with the policy itself (HF) implement `update_weights` and
+    `sleep` as no-ops and set `owns_weights = False`, so nothing is gathered for them.
     """
 
     owns_weights: bool
     """True when the engine keeps its own copy of the weights, which `update_weights` must refresh."""
+
+    has_weights: bool
+    """False while the engine holds no usable weights (vLLM's sleep discards them) and only `update_weights` can
+    make it generate again."""
 
     def generate(self, prompt_ids: list[list[int]], n: int, sampling: SamplingParams) -> Rollouts: ...
 
     def update_weights(self, named_tensors: Iterable[tuple[str, Tensor]]) -> None: ...
 
     def sleep(self) -> None: ...
-
-    def wake_up(self) -> None: ...

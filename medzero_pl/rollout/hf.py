@@ -41,6 +41,7 @@ class HFRolloutEngine:
     """
 
     owns_weights = False  # it generates with the policy object itself
+    has_weights = True  # always the policy's own
 
     def __init__(
         self,
@@ -96,9 +97,6 @@ class HFRolloutEngine:
 
     def sleep(self) -> None:
         """No-op: the weights are the policy's, there is nothing of the engine's own to free."""
-
-    def wake_up(self) -> None:
-        """No-op."""
 
     def _generation_config(self, sampling: SamplingParams) -> GenerationConfig:
         greedy = sampling.temperature == 0

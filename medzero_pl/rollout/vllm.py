@@ -30,10 +30,21 @@ Choices worth knowing:
   is the trainer's setting too, so the caller's thread count is restored after start-up. vLLM's CPU worker also
   replaces `torch.set_num_threads` by a no-op (it pins threads to cores when it runs in its own process, which it
   does not here); the original function is put back.
-- Sleep mode (GPU only; vLLM's CPU worker ignores it): `sleep()` offloads weights to host memory and drops the KV
-  cache (level 1) while the trainer runs; `generate` and `update_weights` wake the engine first.
-- Tensor parallelism: `tensor_parallel_size > 1` uses vLLM's `external_launcher` backend, which needs one training
-  process per engine shard (torchrun). Not verified here (no GPU).
+- Placement. Each training process runs its own whole engine on its own device. Under several processes (Lightning
+  DDP/DeepSpeed, torchrun) the engine uses vLLM's `external_launcher` executor, as TRL's colocate mode does: it joins
+  the trainer's process group (already initialised, so vLLM never reads MASTER_ADDR/PORT) and takes its device from
+  LOCAL_RANK, which is set for the engine's construction to this rank's CUDA device index. vLLM's default
+  single-process executor would put every rank's engine on GPU 0. One process keeps the default executor.
+  `engine_kwargs` decides all of this, and every CPU/GPU default, from (settings, placement, device kind).
+- Sleep mode (GPU only; vLLM's CPU backend refuses it), in TRL's order: the engine sleeps as soon as it is built, so
+  the optimizer state is allocated while vLLM holds little more than its CUDA context; a weight sync empties torch's
+  cache, wakes only the weights and loads them; `generate` then wakes the KV cache; the trainer puts the engine back
+  to sleep after its rollouts. Sleep is level 2 (weights discarded, not copied to host memory and back only to be
+  overwritten), so the engine tracks whether it holds weights and refuses to generate until `update_weights` has
+  loaded them; the weight sync (`WeightSync`) treats such an engine as stale.
+- Tensor parallelism: `rollout.tensor_parallel_size` is refused above 1 at config time (see `config.py`): the ranks of
+  one TP group would have to submit identical batches. `engine_kwargs` already seeds a TP group alike and refuses a
+  world size TP does not divide.
 """
 
 from __future__ import annotations
@@ -41,31 +52,111 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from medzero_pl.errors import UserError
 from medzero_pl.rollout.base import Rollouts, SamplingParams
 
 # Wrappers that prefix parameter names: torch.compile, DDP/DeepSpeed engines, Lightning's forward wrapper.
 WRAPPER_PREFIXES = ("_orig_mod.", "module.", "_forward_module.")
 CPU_PREFILL_TOKENS = 8192  # tokens per engine step on CPU (vLLM's default is 4,096, with chunked prefill)
+CPU_KV_CACHE_GIB = 1.0  # vLLM's CPU backend otherwise reserves about half of the machine's RAM for its KV cache
+# vLLM's CPU default is 128. Rows of one prompt share its full blocks only, so each sibling prefills the rest again:
+# at 32, a 2 x 4 MedQA batch prefills 720 tokens instead of 1,008 (measured in BENCHMARKS.md).
+CPU_BLOCK_SIZE = 32
+SLEEP_LEVEL = 2  # discard the weights: every wake is followed by a full weight sync, which overwrites them anyway
 
 
 @dataclass(frozen=True)
 class VLLMSettings:
-    """Engine arguments; `RolloutConfig` (config.py) documents each field."""
+    """Engine arguments; `RolloutConfig` (config.py) documents each field. None: the device's default."""
 
     dtype: str = "float32"
     gpu_memory_utilization: float = 0.5
     max_model_len: int = 2048
     tensor_parallel_size: int = 1
-    enforce_eager: bool = True
+    enforce_eager: bool | None = None
     enable_sleep_mode: bool = False
     kv_cache_gib: float | None = None
     block_size: int | None = None
     seed: int = 0
+
+
+@dataclass(frozen=True)
+class Placement:
+    """This training process among the others; its engine is built for it."""
+
+    rank: int = 0
+    local_rank: int = 0
+    """The device index this rank's engine runs on (vLLM reads it from LOCAL_RANK): Lightning's root device index on
+    CUDA, which is the launcher's local rank unless `trainer.devices` lists GPU ids; the local rank on CPU."""
+    world_size: int = 1
+
+    @classmethod
+    def of(cls, rank: int, local_rank: int, world_size: int, device: torch.device) -> Placement:
+        """The placement of a training process that trains on `device`: its engine goes on the same GPU."""
+        index = device.index if device.type == "cuda" and device.index is not None else local_rank
+        return cls(rank=rank, local_rank=index, world_size=world_size)
+
+    @property
+    def launched(self) -> bool:
+        """Several training processes: each engine joins them through vLLM's `external_launcher` executor."""
+        return self.world_size > 1
+
+
+def engine_kwargs(model_path: str, s: VLLMSettings, placement: Placement, cuda: bool) -> dict[str, Any]:
+    """`vllm.LLM`'s arguments for this rank: the one place where the executor and the CPU/GPU defaults are chosen."""
+    tp, world = s.tensor_parallel_size, placement.world_size
+    if world % tp:
+        raise UserError(
+            f"rollout.tensor_parallel_size={tp}: the {world} training processes do not split into engines of {tp} "
+            "processes each; expected a divisor of the number of processes"
+        )
+    kwargs: dict[str, Any] = {
+        "model": model_path,
+        "dtype": s.dtype,
+        "gpu_memory_utilization": s.gpu_memory_utilization,
+        "max_model_len": s.max_model_len,
+        "tensor_parallel_size": tp,
+        # CUDA graphs roughly halve decode time on a GPU; on CPU there are none to capture.
+        "enforce_eager": (not cuda) if s.enforce_eager is None else s.enforce_eager,
+        "enable_sleep_mode": s.enable_sleep_mode,
+        "seed": s.seed + placement.rank // tp,  # the ranks of one TP group must sample alike
+        "logprobs_mode": "processed_logprobs",
+    }
+    if placement.launched:
+        kwargs["distributed_executor_backend"] = "external_launcher"
+    kv_cache_gib, block_size = s.kv_cache_gib, s.block_size
+    if not cuda:
+        kv_cache_gib = CPU_KV_CACHE_GIB if kv_cache_gib is None else kv_cache_gib
+        block_size = CPU_BLOCK_SIZE if block_size is None else block_size
+        if block_size % 32:
+            raise UserError(f"rollout.block_size={block_size}: vLLM's CPU attention needs a multiple of 32")
+        # A prompt prefilled in chunks makes vLLM rewind the request's seeded generator, which a CPU generator
+        # cannot do ("CPU Generator does not use offset"): seeded batches of more than 4,096 prompt tokens
+        # crashed. Whole-prompt prefill avoids the rewind.
+        kwargs["enable_chunked_prefill"] = False
+        kwargs["max_num_batched_tokens"] = max(s.max_model_len, CPU_PREFILL_TOKENS)
+    if kv_cache_gib is not None:
+        kwargs["kv_cache_memory_bytes"] = int(kv_cache_gib * 2**30)
+    if block_size is not None:
+        kwargs["block_size"] = block_size
+    return kwargs
+
+
+def launcher_env(placement: Placement) -> dict[str, str]:
+    """The variables vLLM's `external_launcher` reads while the engine is built (none for a single process)."""
+    if not placement.launched:
+        return {}
+    return {
+        "RANK": str(placement.rank),
+        "LOCAL_RANK": str(placement.local_rank),
+        "WORLD_SIZE": str(placement.world_size),
+    }
 
 
 class VLLMEngine:
@@ -75,47 +166,36 @@ class VLLMEngine:
         model_path: A Hugging Face directory vLLM can load (architecture, config, tokenizer).
         eos_ids: Token ids that end a completion (the policy's generation config plus the tokenizer's EOS).
         settings: Engine arguments.
+        placement: This training process's rank, device and number of processes.
     """
 
     owns_weights = True
 
-    def __init__(self, model_path: str, eos_ids: Iterable[int], settings: VLLMSettings | None = None) -> None:
+    def __init__(
+        self,
+        model_path: str,
+        eos_ids: Iterable[int],
+        settings: VLLMSettings | None = None,
+        placement: Placement | None = None,
+    ) -> None:
+        self.settings = settings or VLLMSettings()
+        placement = placement or Placement()
+        kwargs = engine_kwargs(model_path, self.settings, placement, cuda=torch.cuda.is_available())
+        self.eos_ids = sorted(set(eos_ids))
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         from vllm import LLM
 
-        self.settings = s = settings or VLLMSettings()
-        self.eos_ids = sorted(set(eos_ids))
-        kwargs: dict[str, Any] = {
-            "model": model_path,
-            "dtype": s.dtype,
-            "gpu_memory_utilization": s.gpu_memory_utilization,
-            "max_model_len": s.max_model_len,
-            "tensor_parallel_size": s.tensor_parallel_size,
-            "enforce_eager": s.enforce_eager,
-            "enable_sleep_mode": s.enable_sleep_mode,
-            "seed": s.seed,
-            "logprobs_mode": "processed_logprobs",
-        }
-        if s.kv_cache_gib is not None:
-            kwargs["kv_cache_memory_bytes"] = int(s.kv_cache_gib * 2**30)
-        if s.block_size is not None:
-            kwargs["block_size"] = s.block_size
-        if s.tensor_parallel_size > 1:
-            kwargs["distributed_executor_backend"] = "external_launcher"
-        if not torch.cuda.is_available():
-            # A prompt prefilled in chunks makes vLLM rewind the request's seeded generator, which a CPU generator
-            # cannot do ("CPU Generator does not use offset"): seeded batches of more than 4,096 prompt tokens
-            # crashed. Whole-prompt prefill avoids the rewind.
-            kwargs["enable_chunked_prefill"] = False
-            kwargs["max_num_batched_tokens"] = max(s.max_model_len, CPU_PREFILL_TOKENS)
         threads, set_num_threads = torch.get_num_threads(), torch.set_num_threads
-        self.llm = LLM(**kwargs)
+        with _environ(launcher_env(placement)):
+            self.llm = LLM(**kwargs)
         torch.set_num_threads = set_num_threads  # vLLM's CPU worker makes it a no-op for the whole process
         torch.set_num_threads(threads)  # vLLM sets 1 for serving; in-process that would also slow the trainer down
-        self.sleeping = False
         # Probed once: does every parameter keep its checkpoint layout (load_weights) or were some repacked (reload)?
         self.load_path = "load_weights" if all(self._apply(_keeps_checkpoint_layout)) else "reload_weights"
         self.tied_head = bool(getattr(self.llm.llm_engine.model_config.hf_config, "tie_word_embeddings", False))
+        self.has_weights = True
+        self._asleep: set[str] = set()  # vLLM's sleep tags still asleep: "weights", "kv_cache"
+        self.sleep()  # before the trainer allocates its optimizer state beside the engine
 
     # ---------------------------------------------------------------------------------------- rollouts
     def generate(self, prompt_ids: list[list[int]], n: int, sampling: SamplingParams) -> Rollouts:
@@ -126,7 +206,8 @@ class VLLMEngine:
             raise ValueError(f"n must be >= 1, got {n}")
         if any(len(p) == 0 for p in prompt_ids):
             raise ValueError("every prompt needs at least one token")
-        self.wake_up()
+        self._require_weights()
+        self._wake("kv_cache")
         greedy = sampling.temperature == 0
         # One request per completion (vLLM refuses n > 1 when greedy); the prefix cache shares each prompt's KV.
         rows = [p for p in prompt_ids for _ in range(n)]
@@ -158,9 +239,12 @@ class VLLMEngine:
     def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
         """Load `(name, tensor)` pairs (Hugging Face names) into the engine, then reset its prefix cache.
 
-        The iterable is consumed lazily, once; names may carry wrapper prefixes (`module.`, `_orig_mod.`).
+        The iterable is consumed lazily, once; names may carry wrapper prefixes (`module.`, `_orig_mod.`). After a
+        sleep it must hold every weight: the engine's own were discarded.
         """
-        self.wake_up()
+        if "weights" in self._asleep:
+            torch.cuda.empty_cache()  # the trainer's cached blocks go back first, or mapping the weights can OOM
+        self._wake("weights")
         weights = _engine_names(named_tensors)
         if self.load_path == "load_weights":
             self._apply(lambda model: model.load_weights(weights))
@@ -169,22 +253,34 @@ class VLLMEngine:
                 self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})
             self._apply(_reprocess_tied_heads)
         self.llm.reset_prefix_cache()
+        self.has_weights = True
 
     def named_weights(self) -> dict[str, torch.Tensor]:
         """The engine's weights on CPU, in vLLM's names and checkpoint layout (packed CPU linears are read back)."""
+        self._require_weights()
         return {name: tensor.cpu() for name, tensor in self._apply(_read_weights)[0].items()}
 
     # --------------------------------------------------------------------------------------- sleep mode
     def sleep(self) -> None:
-        """Free the engine's accelerator memory (weights offloaded, KV cache dropped) until the next call that needs it."""
-        if self.settings.enable_sleep_mode and not self.sleeping:
-            self.llm.sleep(level=1)
-            self.sleeping = True
+        """With sleep mode: free all of the engine's accelerator memory (weights discarded, KV cache dropped) until
+        the next `update_weights` and `generate`. No-op otherwise."""
+        if self.settings.enable_sleep_mode and not self._asleep:
+            self.llm.sleep(level=SLEEP_LEVEL)
+            self._asleep = {"weights", "kv_cache"}
+            self.has_weights = False
 
-    def wake_up(self) -> None:
-        if self.sleeping:
-            self.llm.wake_up()
-            self.sleeping = False
+    def _wake(self, tag: str) -> None:
+        """Map one kind of memory back, never both at once: weights are woken just before they are loaded."""
+        if tag in self._asleep:
+            self.llm.wake_up(tags=[tag])
+            self._asleep.discard(tag)
+
+    def _require_weights(self) -> None:
+        if not self.has_weights:
+            raise RuntimeError(
+                "the vLLM engine's weights were discarded when it slept; update_weights must load them first "
+                "(WeightSync does so before every rollout)"
+            )
 
     def _apply(self, fn: Any) -> list[Any]:
         return self.llm.llm_engine.apply_model(fn)
@@ -196,6 +292,22 @@ def _engine_names(named_tensors: Iterable[tuple[str, torch.Tensor]]) -> Iterator
         for prefix in WRAPPER_PREFIXES:
             name = name.removeprefix(prefix)
         yield name, tensor.detach()
+
+
+@contextmanager
+def _environ(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables for a block, then restore them: LOCAL_RANK as a device index is vLLM's reading,
+    and Lightning, which reads LOCAL_RANK as the launcher's local rank, must not see it afterwards."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _keeps_checkpoint_layout(model: torch.nn.Module) -> bool:

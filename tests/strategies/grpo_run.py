@@ -63,9 +63,6 @@ class ScriptedEngine:
     def sleep(self) -> None:
         """Nothing to free."""
 
-    def wake_up(self) -> None:
-        """Nothing to restore."""
-
 
 class PromptSeeded:
     """An engine that samples each prompt in its own call, seeded by (step seed, prompt): completions do not depend
@@ -87,7 +84,7 @@ class PromptSeeded:
             logprobs=logprobs,
         )
 
-    def __getattr__(self, name):  # owns_weights, update_weights, named_weights, sleep, wake_up
+    def __getattr__(self, name):  # owns_weights, has_weights, update_weights, named_weights, sleep
         return getattr(self.engine, name)
 
 
