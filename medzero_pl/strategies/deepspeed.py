@@ -151,6 +151,29 @@ class ZeRO3Strategy(DeepSpeedStrategy):
         return self._inference_engine(model)
 
     # ---------------------------------------------------------------------------------- optimisation
+    def begin_micro_batch(self, last: bool) -> None:
+        """Do for one micro-batch what `DeepSpeedEngine.forward` does for gradient accumulation.
+
+        Lightning enters the engine's `forward` once per `training_step`, and the module then runs every micro-batch's
+        forward and backward inside it. ZeRO-3 reduce-scatters each backward's gradients and writes this rank's
+        partition into a buffer: copied over it while the optimizer's `micro_step_id` is 0, added to it after. That
+        counter advances only in `optimizer.clear_backward_seen_flag()`, which the engine calls at the start of its
+        `forward`; without the call here each micro-batch would replace the one before, and the step would see the
+        last micro-batch's gradient alone. `zero_grad` (in the engine's `step` and the module's) sets it back to 0.
+
+        The boundary is the documented manual form (`engine.set_gradient_accumulation_boundary`): false for all but
+        the last micro-batch, whose backward is followed by `step()`. Lightning sets `gradient_accumulation_steps`
+        to 1, so otherwise every backward counts as a boundary; with the optimizer offloaded, that would copy the
+        partial sum to the fp32 CPU gradient (and take its norm) after every micro-batch instead of once. DeepSpeed's
+        own accumulation (`gradient_accumulation_steps` = micro-batches) would not help: it scales the loss, which
+        the module already does, and it too relies on `forward` to advance `micro_step_id`. `coalesce_grad_reduction`
+        would keep whole, unsharded gradients on every rank until the step. The reference's inference engine has no
+        ZeRO optimizer and runs no backward: it keeps no accumulation state.
+        """
+        engine = self.deepspeed_engine
+        engine.optimizer.clear_backward_seen_flag()
+        engine.set_gradient_accumulation_boundary(last)
+
     def global_grad_norm(self) -> torch.Tensor:
         """The pre-clip 2-norm of all gradients of the last optimizer step, over every rank."""
         norm = self.deepspeed_engine.get_global_grad_norm()

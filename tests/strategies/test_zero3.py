@@ -54,12 +54,15 @@ def assert_weights_close(actual: dict, expected: dict, rtol: float = 1e-4) -> No
 
 
 # Same start, same global batch (4 prompts x 8, split 2 + 2 by rank), completions that depend only on the prompt;
-# beta > 0 (the sharded reference), mu = 2, batch-std advantages (all-gathered rewards) and active clipping
-# (grad norms ~0.6 > 0.3) all take part.
+# beta > 0 (the sharded reference), mu = 2, batch-std advantages (all-gathered rewards), active clipping (grad norms
+# ~0.6 > 0.3) and gradient accumulation (4 micro-batches of 4 rows per rank, 8 in the plain process) all take part:
+# the grad norm DeepSpeed clips by and logs is that of the whole batch only if every micro-batch adds to it.
+ROWS_PER_RANK = 4 * 8 // 2
 EQUIVALENCE = {
     "grpo.beta": 0.04,
     "grpo.num_iterations": 2,
     "grpo.scale_rewards": "batch",
+    "grpo.micro_batch_size": 4,
     "optim.grad_clip": 0.3,
     "optim.lr": 1e-3,
 }
@@ -81,6 +84,7 @@ def test_two_zero3_ranks_train_like_one_plain_process(toy, tmp_path, plain_run, 
         torch.tensor(zero3[0]["grad_norms"]), torch.tensor(plain["grad_norms"]), rtol=1e-4, atol=1e-6
     )
     assert min(plain["grad_norms"]) > 0.3  # so clipping changed the update
+    assert EQUIVALENCE["grpo.micro_batch_size"] < ROWS_PER_RANK  # so each rank accumulated several micro-batches
     for rank in zero3:
         assert_weights_close(rank["weights"], plain["weights"])
     # Loading under zero.Init gives exactly the parameters of a plain from_pretrained, and gathering them a few
