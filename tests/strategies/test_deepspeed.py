@@ -1,4 +1,4 @@
-"""`ZeRO3Strategy`'s gradient accumulation, with real DeepSpeed in a world of one process."""
+"""`ZeRO3Strategy`'s DeepSpeed config and its gradient accumulation, with real DeepSpeed in a world of one process."""
 
 from __future__ import annotations
 
@@ -13,9 +13,29 @@ from tests.strategies.launch import ROOT, free_port, rank_env
 pytest.importorskip("deepspeed")
 
 
+def formatted_config(precision: str, **kwargs) -> dict:
+    """The DeepSpeed config `ZeRO3Strategy` hands to `deepspeed.initialize` under a Lightning `precision`."""
+    from lightning.pytorch.plugins.precision import DeepSpeedPrecision
+
+    from medzero_pl.strategies.deepspeed import ZeRO3Strategy
+
+    strategy = ZeRO3Strategy(**kwargs)
+    strategy.precision_plugin = DeepSpeedPrecision(precision)
+    strategy._format_config()
+    return strategy.config
+
+
+def test_bf16_accumulates_gradients_in_fp32_unless_the_config_says_otherwise():
+    assert formatted_config("bf16-mixed")["data_types"] == {"grad_accum_dtype": "fp32"}
+    assert "data_types" not in formatted_config("32-true")
+    own = {"zero_optimization": {"stage": 3}, "data_types": {"grad_accum_dtype": "bf16"}}
+    assert formatted_config("bf16-mixed", config=own)["data_types"] == {"grad_accum_dtype": "bf16"}
+
+
 # Two micro-batches of one optimizer step, run as `GRPOModule._optimise` runs them: inside one engine `forward`
 # (here none at all), calling `begin_micro_batch` before each and stepping the engine after the last.
-# Gradients (1, 0) and (0, 2) on a bias-free Linear(2, 1), clipped to norm 1 by DeepSpeed.
+# fp32: gradients (1, 0) and (0, 2) on a bias-free Linear(2, 1), clipped to norm 1 by DeepSpeed.
+# bf16: gradients 256 and 1 on the same weight; in a bf16 buffer 256 + 1 rounds back to 256.
 ACCUMULATION = """
 import deepspeed, deepspeed.ops, torch
 from lightning.pytorch.plugins.precision import DeepSpeedPrecision
@@ -42,7 +62,9 @@ def one_step(precision, micro_batches, clip):
         update = (-model.weight.float()).flatten().tolist()
     return {"norm": strategy.global_grad_norm().item(), "update": update}
 
-print({"fp32": one_step("32-true", [[1.0, 0.0], [0.0, 2.0]], 1.0)})
+fp32 = one_step("32-true", [[1.0, 0.0], [0.0, 2.0]], clip=1.0)
+bf16 = one_step("bf16-mixed", [[256.0, 0.0], [1.0, 0.0]], clip=0.0)
+print({"fp32": fp32, "bf16": bf16})
 """
 
 
@@ -58,3 +80,7 @@ def test_a_zero3_step_sums_the_gradients_of_all_its_micro_batches_before_clippin
     fp32 = accumulated["fp32"]
     assert fp32["norm"] == pytest.approx(math.sqrt(5))  # |(1, 2)|, not |(0, 2)| = 2 of the last micro-batch alone
     assert fp32["update"] == pytest.approx([1 / math.sqrt(5), 2 / math.sqrt(5)])  # clipped by the summed norm
+
+
+def test_bf16_micro_batches_add_up_in_fp32(accumulated):
+    assert accumulated["bf16"]["norm"] == 257.0
