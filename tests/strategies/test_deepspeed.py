@@ -32,6 +32,11 @@ def test_bf16_accumulates_gradients_in_fp32_unless_the_config_says_otherwise():
     assert formatted_config("bf16-mixed", config=own)["data_types"] == {"grad_accum_dtype": "bf16"}
 
 
+def test_the_optimizer_steps_in_sub_groups_of_deepspeeds_default_size_unless_given_one():
+    assert formatted_config("bf16-mixed")["zero_optimization"]["sub_group_size"] == 1_000_000_000
+    assert formatted_config("bf16-mixed", sub_group_size=10**7)["zero_optimization"]["sub_group_size"] == 10**7
+
+
 # Two micro-batches of one optimizer step, run as `GRPOModule._optimise` runs them: inside one engine `forward`
 # (here none at all), calling `begin_micro_batch` before each and stepping the engine after the last.
 # fp32: gradients (1, 0) and (0, 2) on a bias-free Linear(2, 1), clipped to norm 1 by DeepSpeed.
