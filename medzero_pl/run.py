@@ -44,6 +44,7 @@ from medzero_pl.models import check_context_window
 from medzero_pl.rundir import (
     RunLock,
     check_resume_compatible,
+    check_resume_world_size,
     check_writable,
     find_resumable,
     read_checkpoint_header,
@@ -180,6 +181,7 @@ class MedZeroTrainer(Trainer):
         if ckpt_path is None and not self.overwrite:
             refuse_to_replace(self.run_dir)
         if ckpt_path is not None:
+            check_resume_world_size(ckpt_path, self.num_nodes * self.num_devices)  # world_size: only once launched
             check_resume_compatible(ckpt_path, run_identity(module, datamodule), self.resume_allow_changes)
         if self.is_global_zero:
             check_writable(self.run_dir)
