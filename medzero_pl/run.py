@@ -50,7 +50,7 @@ from medzero_pl.rundir import (
     read_checkpoint_header,
     refuse_to_replace,
 )
-from medzero_pl.strategies import resolve_strategy, set_gradient_clipping
+from medzero_pl.strategies import resolve_strategy, set_gradient_clipping, set_resume_checkpoint
 
 log = logging.getLogger("medzero_pl")
 TRAINER_FIELDS = tuple(f.name for f in dataclasses.fields(TrainerConfig) if f.name != "lightning")
@@ -152,6 +152,7 @@ class MedZeroTrainer(Trainer):
         try:
             self.fit_loop.epoch_loop.max_steps = self.grpo_steps * model.optimizer_steps_per_batch
             set_gradient_clipping(self.strategy, model.optim.grad_clip)
+            set_resume_checkpoint(self.strategy, ckpt_path)
             if ckpt_path:
                 log.info("resuming from %s", ckpt_path)
             super().fit(model, train_dataloaders, val_dataloaders, datamodule, ckpt_path, weights_only)

@@ -83,10 +83,15 @@ def read_checkpoint_header(path: str | Path) -> dict[str, Any]:
     return state
 
 
+def is_universal(path: str | Path) -> bool:
+    """Whether DeepSpeed's `ds_to_universal` converted this sharded checkpoint (it then loads on any number of ranks)."""
+    return (Path(path) / "latest_universal").is_file()
+
+
 def checkpoint_world_size(path: str | Path) -> int | None:
-    """How many ranks wrote a sharded DeepSpeed checkpoint directory (None for a single-file checkpoint)."""
+    """How many ranks wrote a sharded DeepSpeed checkpoint directory (None for a single-file or converted one)."""
     path = Path(path)
-    if not path.is_dir() or not (path / "latest").is_file():
+    if not path.is_dir() or not (path / "latest").is_file() or is_universal(path):
         return None
     shards = path / (path / "latest").read_text().strip()
     ranks = {int(m.group(1)) for f in shards.iterdir() if (m := SHARD.fullmatch(f.name))} if shards.is_dir() else set()
@@ -104,8 +109,9 @@ def check_resume_world_size(ckpt_path: str | Path, world_size: int) -> None:
     raise RunDirectoryError(
         f"{ckpt_path} was saved by {saved} ranks but this run has {world_size} (trainer.num_nodes x trainer.devices), "
         f"and a ZeRO checkpoint's shards load only on as many ranks as wrote them: resume on {saved} ranks, or convert "
-        f"it with `python -m deepspeed.checkpoint.ds_to_universal --input_folder {tag} --output_folder {tag}_universal` "
-        "and load that with DeepSpeed's `checkpoint.load_universal`"
+        f"it once with `python -m deepspeed.checkpoint.ds_to_universal --input_folder {tag} --output_folder "
+        f"{tag}_universal` and resume again (a converted checkpoint loads on any number of ranks, with DeepSpeed's "
+        "`load_universal`)"
     )
 
 

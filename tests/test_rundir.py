@@ -46,10 +46,12 @@ def test_a_sharded_checkpoint_resumes_only_on_as_many_ranks_as_wrote_it(tmp_path
     tag = tmp_path / "two" / "checkpoint"
     assert str(refused.value) == (
         f"{tmp_path / 'two'} was saved by 2 ranks but this run has 4 (trainer.num_nodes x trainer.devices), and a "
-        "ZeRO checkpoint's shards load only on as many ranks as wrote them: resume on 2 ranks, or convert it with "
+        "ZeRO checkpoint's shards load only on as many ranks as wrote them: resume on 2 ranks, or convert it once with "
         f"`python -m deepspeed.checkpoint.ds_to_universal --input_folder {tag} --output_folder {tag}_universal` and "
-        "load that with DeepSpeed's `checkpoint.load_universal`"
+        "resume again (a converted checkpoint loads on any number of ranks, with DeepSpeed's `load_universal`)"
     )
+    (tmp_path / "two" / "latest_universal").write_text("checkpoint_universal")  # what the conversion writes last
+    check_resume_world_size(tmp_path / "two", 4)
 
 
 def test_resume_auto_prefers_last_then_previous_and_finds_nothing_in_an_empty_run(tmp_path):

@@ -93,6 +93,12 @@ def begin_micro_batch(strategy: Strategy, last: bool) -> None:
         strategy.begin_micro_batch(last)
 
 
+def set_resume_checkpoint(strategy: Strategy, ckpt_path: str | None) -> None:
+    """Tell a ZeRO-3 strategy, before it builds DeepSpeed's engine, which checkpoint the run resumes (no-op otherwise)."""
+    if isinstance(strategy, ZeRO3Strategy) and ckpt_path is not None:
+        strategy.resume_from(ckpt_path)
+
+
 def set_gradient_clipping(strategy: Strategy, max_norm: float) -> None:
     """Tell a ZeRO-3 strategy the module's clip norm before it builds DeepSpeed's config (no-op otherwise)."""
     if isinstance(strategy, ZeRO3Strategy):

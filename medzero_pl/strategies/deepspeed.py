@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from lightning.pytorch.strategies import DeepSpeedStrategy
 
-from medzero_pl.rundir import PREVIOUS
+from medzero_pl.rundir import PREVIOUS, is_universal
 
 
 class ZeRO3Strategy(DeepSpeedStrategy):
@@ -196,6 +196,12 @@ class ZeRO3Strategy(DeepSpeedStrategy):
         return torch.as_tensor(float(norm) if norm is not None else float("nan"))
 
     # ---------------------------------------------------------------------------------- checkpoints
+    def resume_from(self, ckpt_path: str | Path) -> None:
+        """A checkpoint converted by `ds_to_universal` (it holds `latest_universal`) is read through DeepSpeed's
+        `load_universal`, which re-partitions it for this run's ranks; the engine reads that key when it loads."""
+        if is_universal(ckpt_path):
+            self.config.setdefault("checkpoint", {})["load_universal"] = True
+
     def save_checkpoint(self, checkpoint: dict, filepath: Any, storage_options: Any | None = None) -> None:
         """Write the sharded directory as `<name>-step<N>` (staged as `.tmp` first), then point `<name>` at it."""
         target = Path(self.broadcast(str(filepath)))

@@ -37,6 +37,17 @@ def test_the_optimizer_steps_in_sub_groups_of_deepspeeds_default_size_unless_giv
     assert formatted_config("bf16-mixed", sub_group_size=10**7)["zero_optimization"]["sub_group_size"] == 10**7
 
 
+def test_a_checkpoint_converted_to_universal_is_loaded_as_one(tmp_path):
+    from medzero_pl.strategies.deepspeed import ZeRO3Strategy
+
+    strategy = ZeRO3Strategy()
+    strategy.resume_from(tmp_path)
+    assert "checkpoint" not in strategy.config
+    (tmp_path / "latest_universal").write_text("checkpoint_universal")
+    strategy.resume_from(tmp_path)
+    assert strategy.config["checkpoint"] == {"load_universal": True}
+
+
 # Two micro-batches of one optimizer step, run as `GRPOModule._optimise` runs them: inside one engine `forward`
 # (here none at all), calling `begin_micro_batch` before each and stepping the engine after the last.
 # fp32: gradients (1, 0) and (0, 2) on a bias-free Linear(2, 1), clipped to norm 1 by DeepSpeed.
