@@ -69,7 +69,7 @@ class ZeRO3Strategy(DeepSpeedStrategy):
             self.config.setdefault("zero_force_ds_cpu_optimizer", False)
 
     def _format_config(self) -> None:
-        """Lightning's config, plus fp32 gradient accumulation under bf16 (unless the config sets `data_types`).
+        """Lightning's config, plus fp32 gradient accumulation under bf16 (unless `data_types.grad_accum_dtype` is set).
 
         Stage 3 adds each micro-batch's reduce-scattered gradient partition into a buffer of `grad_accum_dtype`,
         which defaults to the model's dtype: in bf16 (8 mantissa bits) a sum of micro-batches loses the low bits of
