@@ -38,7 +38,7 @@ from medzero_pl.models import load_causal_lm, load_tokenizer, resolve_model
 from medzero_pl.rewards import RewardSpec, build_rewards
 from medzero_pl.rollout import Placement, build_engine
 from medzero_pl.rollout.base import RolloutEngine, Rollouts, SamplingParams
-from medzero_pl.strategies import clip_and_step, prepare_reference, unsharded_init
+from medzero_pl.strategies import begin_micro_batch, clip_and_step, prepare_reference, unsharded_init
 
 RNG_KEY = "medzero_rng"
 log = logging.getLogger(__name__)
@@ -253,7 +253,8 @@ class GRPOModule(LightningModule):
         for _ in range(g.num_iterations):
             opt.zero_grad(set_to_none=True)
             first_pass: list[torch.Tensor] = []
-            for s in slices:
+            for i, s in enumerate(slices):
+                begin_micro_batch(self.trainer.strategy, last=i == n_micro - 1)
                 logp, entropy = self._logprobs(self.policy, inputs, s, with_entropy=True)
                 if old_logp is None:
                     first_pass.append(logp.detach())

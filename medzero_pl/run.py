@@ -44,12 +44,13 @@ from medzero_pl.models import check_context_window
 from medzero_pl.rundir import (
     RunLock,
     check_resume_compatible,
+    check_resume_world_size,
     check_writable,
     find_resumable,
     read_checkpoint_header,
     refuse_to_replace,
 )
-from medzero_pl.strategies import resolve_strategy, set_gradient_clipping
+from medzero_pl.strategies import resolve_strategy, set_gradient_clipping, set_resume_checkpoint
 
 log = logging.getLogger("medzero_pl")
 TRAINER_FIELDS = tuple(f.name for f in dataclasses.fields(TrainerConfig) if f.name != "lightning")
@@ -151,6 +152,7 @@ class MedZeroTrainer(Trainer):
         try:
             self.fit_loop.epoch_loop.max_steps = self.grpo_steps * model.optimizer_steps_per_batch
             set_gradient_clipping(self.strategy, model.optim.grad_clip)
+            set_resume_checkpoint(self.strategy, ckpt_path)
             if ckpt_path:
                 log.info("resuming from %s", ckpt_path)
             super().fit(model, train_dataloaders, val_dataloaders, datamodule, ckpt_path, weights_only)
@@ -180,6 +182,7 @@ class MedZeroTrainer(Trainer):
         if ckpt_path is None and not self.overwrite:
             refuse_to_replace(self.run_dir)
         if ckpt_path is not None:
+            check_resume_world_size(ckpt_path, self.num_nodes * self.num_devices)  # world_size: only once launched
             check_resume_compatible(ckpt_path, run_identity(module, datamodule), self.resume_allow_changes)
         if self.is_global_zero:
             check_writable(self.run_dir)

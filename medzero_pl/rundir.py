@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import socket
 import time
 from collections.abc import Mapping
@@ -27,6 +28,10 @@ log = logging.getLogger(__name__)
 LAST = "last.ckpt"
 PREVIOUS = "previous.ckpt"
 LOCK = ".medzero.lock"
+
+# A shard of a sharded DeepSpeed checkpoint, one (or two: model and optimizer states) per data-parallel rank; the name
+# is DeepSpeed's (`DeepSpeedEngine._get_ckpt_name`, `_get_rank_zero_ckpt_name`), `bf16_` only for its BF16 optimizer.
+SHARD = re.compile(r"(?:bf16_)?zero_pp_rank_(\d+)_mp_rank_\d+_(?:model|optim)_states\.pt")
 
 # Settings a resumed run may change freely: they alter neither the data stream nor the objective.
 HARMLESS_CHANGES = (
@@ -76,6 +81,38 @@ def read_checkpoint_header(path: str | Path) -> dict[str, Any]:
     if not isinstance(state, dict) or ("state_dict" not in state and not sharded):
         raise RunDirectoryError(f"{path}: not a medzero_pl/Lightning checkpoint (no state_dict)")
     return state
+
+
+def is_universal(path: str | Path) -> bool:
+    """Whether DeepSpeed's `ds_to_universal` converted this sharded checkpoint (it then loads on any number of ranks)."""
+    return (Path(path) / "latest_universal").is_file()
+
+
+def checkpoint_world_size(path: str | Path) -> int | None:
+    """How many ranks wrote a sharded DeepSpeed checkpoint directory (None for a single-file or converted one)."""
+    path = Path(path)
+    if not path.is_dir() or not (path / "latest").is_file() or is_universal(path):
+        return None
+    shards = path / (path / "latest").read_text().strip()
+    ranks = {int(m.group(1)) for f in shards.iterdir() if (m := SHARD.fullmatch(f.name))} if shards.is_dir() else set()
+    return len(ranks) or None
+
+
+def check_resume_world_size(ckpt_path: str | Path, world_size: int) -> None:
+    """Refuse to resume a sharded checkpoint on another number of ranks: DeepSpeed partitions the optimizer state by
+    rank and would fail only after every model has loaded."""
+    saved = checkpoint_world_size(ckpt_path)
+    if saved is None or saved == world_size:
+        return
+    path = Path(ckpt_path)
+    tag = path.resolve() / (path / "latest").read_text().strip()
+    raise RunDirectoryError(
+        f"{ckpt_path} was saved by {saved} ranks but this run has {world_size} (trainer.num_nodes x trainer.devices), "
+        f"and a ZeRO checkpoint's shards load only on as many ranks as wrote them: resume on {saved} ranks, or convert "
+        f"it once with `python -m deepspeed.checkpoint.ds_to_universal --input_folder {tag} --output_folder "
+        f"{tag}_universal` and resume again (a converted checkpoint loads on any number of ranks, with DeepSpeed's "
+        "`load_universal`)"
+    )
 
 
 def find_resumable(run_dir: str | Path) -> Path | None:

@@ -99,19 +99,15 @@ def test_tiny_cpu_mode_runs_every_check_and_reports_every_measurement(tiny_run):
 
 
 @pytest.mark.slow
-def test_tiny_cpu_mode_meets_every_expectation_but_zero3_micro_batch_accumulation(tiny_run):
+def test_tiny_cpu_mode_meets_every_expectation(tiny_run):
     _, result, _ = tiny_run
     failed = [e["what"] for c in result["checks"] for e in c["expectations"] if e["status"] == "fail"]
-    assert [what for what in failed if MICRO_BATCHES not in what] == []
+    assert failed == []
     not_judged = [e["what"] for c in result["checks"] for e in c["expectations"] if e["status"].startswith("not")]
     assert all("peak" in what or "forward+backward" in what for what in not_judged)  # only time and memory
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="ZeRO-3 keeps only the last micro-batch's gradient (issue 22): remove this mark once the fix lands",
-)
 def test_tiny_cpu_mode_zero3_micro_batches_update_like_plain_autograd(tiny_run):
     _, result, _ = tiny_run
     zero3 = next(c for c in result["checks"] if c["name"] == "zero3_training")

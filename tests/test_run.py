@@ -159,6 +159,22 @@ def test_resume_refuses_settings_that_change_the_data_stream_or_objective(toy, t
     assert saved_step(ckpt) == 3
 
 
+def test_resuming_a_sharded_checkpoint_on_another_number_of_ranks_is_refused_before_loading(toy, tmp_path, capsys):
+    _, module, datamodule = build(compose(short(toy, tmp_path)))
+    state = {"global_step": 1, "hyper_parameters": module.hparams, "datamodule_hyper_parameters": datamodule.hparams}
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    (last / "checkpoint").mkdir(parents=True)
+    (last / "latest").write_text("checkpoint")
+    for rank in range(2):  # what two ZeRO-3 ranks write; rank 0's model states hold Lightning's state
+        torch.save(state, last / "checkpoint" / f"zero_pp_rank_{rank}_mp_rank_00_model_states.pt")
+        torch.save({}, last / "checkpoint" / f"zero_pp_rank_{rank}_mp_rank_00_optim_states.pt")
+    code, errors = run_fit(short(toy, tmp_path, resume="auto"), capsys)
+    assert code == 2 and len(errors) == 1
+    assert errors[0].startswith(f"error: {last} was saved by 2 ranks but this run has 1 (trainer.num_nodes x ")
+    assert "python -m deepspeed.checkpoint.ds_to_universal" in errors[0]
+    assert not (tmp_path / "csv").exists()  # refused before training started
+
+
 def test_a_damaged_last_checkpoint_falls_back_to_the_previous_one(toy, tmp_path, caplog, capsys):
     assert fit(short(toy, tmp_path, **{"trainer.max_steps": 2, "trainer.checkpoint_every_n_steps": 1})) == 0
     last, previous = tmp_path / "checkpoints" / "last.ckpt", tmp_path / "checkpoints" / "previous.ckpt"

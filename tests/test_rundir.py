@@ -8,6 +8,8 @@ import torch
 from medzero_pl.rundir import (
     RunDirectoryError,
     RunLock,
+    check_resume_world_size,
+    checkpoint_world_size,
     find_resumable,
     read_checkpoint_header,
     resume_differences,
@@ -21,6 +23,35 @@ def test_the_header_of_a_zero3_directory_is_rank_0s_model_states(tmp_path):
     torch.save({"hyper_parameters": {"seed": 1}}, folder / "checkpoint" / "zero_pp_rank_0_mp_rank_00_model_states.pt")
     torch.save({"other": 1}, folder / "checkpoint" / "zero_pp_rank_1_mp_rank_00_model_states.pt")
     assert read_checkpoint_header(folder)["hyper_parameters"] == {"seed": 1}
+
+
+def sharded_checkpoint(folder, ranks: int, prefix: str = "") -> None:
+    """The files DeepSpeed's ZeRO-3 writes for `ranks` ranks, as Lightning lays them out (tag `checkpoint`)."""
+    (folder / "checkpoint").mkdir(parents=True)
+    (folder / "latest").write_text("checkpoint")
+    for rank in range(ranks):
+        torch.save({}, folder / "checkpoint" / f"zero_pp_rank_{rank}_mp_rank_00_model_states.pt")
+        torch.save({}, folder / "checkpoint" / f"{prefix}zero_pp_rank_{rank}_mp_rank_00_optim_states.pt")
+
+
+def test_a_sharded_checkpoint_resumes_only_on_as_many_ranks_as_wrote_it(tmp_path):
+    sharded_checkpoint(tmp_path / "two", 2)
+    sharded_checkpoint(tmp_path / "four", 4, prefix="bf16_")
+    torch.save({"state_dict": {}}, tmp_path / "single.ckpt")
+    assert [checkpoint_world_size(tmp_path / n) for n in ("two", "four", "single.ckpt")] == [2, 4, None]
+    check_resume_world_size(tmp_path / "two", 2)
+    check_resume_world_size(tmp_path / "single.ckpt", 4)  # a full state loads on any number of ranks
+    with pytest.raises(RunDirectoryError) as refused:
+        check_resume_world_size(tmp_path / "two", 4)
+    tag = tmp_path / "two" / "checkpoint"
+    assert str(refused.value) == (
+        f"{tmp_path / 'two'} was saved by 2 ranks but this run has 4 (trainer.num_nodes x trainer.devices), and a "
+        "ZeRO checkpoint's shards load only on as many ranks as wrote them: resume on 2 ranks, or convert it once with "
+        f"`python -m deepspeed.checkpoint.ds_to_universal --input_folder {tag} --output_folder {tag}_universal` and "
+        "resume again (a converted checkpoint loads on any number of ranks, with DeepSpeed's `load_universal`)"
+    )
+    (tmp_path / "two" / "latest_universal").write_text("checkpoint_universal")  # what the conversion writes last
+    check_resume_world_size(tmp_path / "two", 4)
 
 
 def test_resume_auto_prefers_last_then_previous_and_finds_nothing_in_an_empty_run(tmp_path):

@@ -85,6 +85,20 @@ def prepare_reference(strategy: Strategy, model: torch.nn.Module) -> torch.nn.Mo
     return model.to(strategy.root_device)
 
 
+def begin_micro_batch(strategy: Strategy, last: bool) -> None:
+    """Call before each micro-batch's forward of an optimizer step (`last`: the one before `clip_and_step`), so that
+    the step's gradient is the sum over all its micro-batches. Needed under ZeRO-3 only (see
+    `ZeRO3Strategy.begin_micro_batch`); other strategies accumulate in `.grad` by themselves."""
+    if isinstance(strategy, ZeRO3Strategy):
+        strategy.begin_micro_batch(last)
+
+
+def set_resume_checkpoint(strategy: Strategy, ckpt_path: str | None) -> None:
+    """Tell a ZeRO-3 strategy, before it builds DeepSpeed's engine, which checkpoint the run resumes (no-op otherwise)."""
+    if isinstance(strategy, ZeRO3Strategy) and ckpt_path is not None:
+        strategy.resume_from(ckpt_path)
+
+
 def set_gradient_clipping(strategy: Strategy, max_norm: float) -> None:
     """Tell a ZeRO-3 strategy the module's clip norm before it builds DeepSpeed's config (no-op otherwise)."""
     if isinstance(strategy, ZeRO3Strategy):

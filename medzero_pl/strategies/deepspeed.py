@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from lightning.pytorch.strategies import DeepSpeedStrategy
 
-from medzero_pl.rundir import PREVIOUS
+from medzero_pl.rundir import PREVIOUS, is_universal
 
 
 class ZeRO3Strategy(DeepSpeedStrategy):
@@ -53,6 +53,10 @@ class ZeRO3Strategy(DeepSpeedStrategy):
         kwargs.setdefault("stage", 3)
         kwargs.setdefault("offload_optimizer", offload)
         kwargs.setdefault("offload_parameters", offload)
+        # Lightning's default (1e12) puts a rank's whole partition in one sub-group, so the optimizer step makes one
+        # fp32 copy of all its gradients at once (7.6 GB per rank for a 7.6B model on 4 ranks); DeepSpeed's own
+        # default steps it in sub-groups of about 1e9 elements (4 GB).
+        kwargs.setdefault("sub_group_size", 1_000_000_000)
         super().__init__(**kwargs)
         self.config.setdefault("gradient_clipping", float(gradient_clipping))
         # Needed by every DeepSpeed config parse (zero.Init in from_pretrained too); only used for throughput logs.
@@ -63,6 +67,18 @@ class ZeRO3Strategy(DeepSpeedStrategy):
             # The module's torch AdamW steps the CPU-held partitions; DeepSpeedCPUAdam would be faster per step but
             # is a C++ op compiled on first use, and the module does not choose its optimizer by strategy.
             self.config.setdefault("zero_force_ds_cpu_optimizer", False)
+
+    def _format_config(self) -> None:
+        """Lightning's config, plus fp32 gradient accumulation under bf16 (unless `data_types.grad_accum_dtype` is set).
+
+        Stage 3 adds each micro-batch's reduce-scattered gradient partition into a buffer of `grad_accum_dtype`,
+        which defaults to the model's dtype: in bf16 (8 mantissa bits) a sum of micro-batches loses the low bits of
+        every addend. fp32 costs 2 more bytes per parameter of this rank's partition; the reduce-scatter itself stays
+        in bf16 (`communication_data_type`).
+        """
+        super()._format_config()
+        if self.config.get("bf16", {}).get("enabled"):
+            self.config.setdefault("data_types", {}).setdefault("grad_accum_dtype", "fp32")
 
     @property
     def gradient_clipping(self) -> float:
@@ -151,12 +167,41 @@ class ZeRO3Strategy(DeepSpeedStrategy):
         return self._inference_engine(model)
 
     # ---------------------------------------------------------------------------------- optimisation
+    def begin_micro_batch(self, last: bool) -> None:
+        """Do for one micro-batch what `DeepSpeedEngine.forward` does for gradient accumulation.
+
+        Lightning enters the engine's `forward` once per `training_step`, and the module then runs every micro-batch's
+        forward and backward inside it. ZeRO-3 reduce-scatters each backward's gradients and writes this rank's
+        partition into a buffer: copied over it while the optimizer's `micro_step_id` is 0, added to it after. That
+        counter advances only in `optimizer.clear_backward_seen_flag()`, which the engine calls at the start of its
+        `forward`; without the call here each micro-batch would replace the one before, and the step would see the
+        last micro-batch's gradient alone. `zero_grad` (in the engine's `step` and the module's) sets it back to 0.
+
+        The boundary is the documented manual form (`engine.set_gradient_accumulation_boundary`): false for all but
+        the last micro-batch, whose backward is followed by `step()`. Lightning sets `gradient_accumulation_steps`
+        to 1, so otherwise every backward counts as a boundary; with the optimizer offloaded, that would copy the
+        partial sum to the fp32 CPU gradient (and take its norm) after every micro-batch instead of once. DeepSpeed's
+        own accumulation (`gradient_accumulation_steps` = micro-batches) would not help: it scales the loss, which
+        the module already does, and it too relies on `forward` to advance `micro_step_id`. `coalesce_grad_reduction`
+        would keep whole, unsharded gradients on every rank until the step. The reference's inference engine has no
+        ZeRO optimizer and runs no backward: it keeps no accumulation state.
+        """
+        engine = self.deepspeed_engine
+        engine.optimizer.clear_backward_seen_flag()
+        engine.set_gradient_accumulation_boundary(last)
+
     def global_grad_norm(self) -> torch.Tensor:
         """The pre-clip 2-norm of all gradients of the last optimizer step, over every rank."""
         norm = self.deepspeed_engine.get_global_grad_norm()
         return torch.as_tensor(float(norm) if norm is not None else float("nan"))
 
     # ---------------------------------------------------------------------------------- checkpoints
+    def resume_from(self, ckpt_path: str | Path) -> None:
+        """A checkpoint converted by `ds_to_universal` (it holds `latest_universal`) is read through DeepSpeed's
+        `load_universal`, which re-partitions it for this run's ranks; the engine reads that key when it loads."""
+        if is_universal(ckpt_path):
+            self.config.setdefault("checkpoint", {})["load_universal"] = True
+
     def save_checkpoint(self, checkpoint: dict, filepath: Any, storage_options: Any | None = None) -> None:
         """Write the sharded directory as `<name>-step<N>` (staged as `.tmp` first), then point `<name>` at it."""
         target = Path(self.broadcast(str(filepath)))

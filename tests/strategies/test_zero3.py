@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.strategies.launch import ROOT, free_port, spawn, tails, wait_all
+from medzero_pl.rundir import checkpoint_world_size
+from tests.strategies.launch import ROOT, free_port, rank_env, spawn, tails, wait_all
 from tests.toy_task import toy_overrides
 
 pytest.importorskip("deepspeed")
@@ -54,12 +55,15 @@ def assert_weights_close(actual: dict, expected: dict, rtol: float = 1e-4) -> No
 
 
 # Same start, same global batch (4 prompts x 8, split 2 + 2 by rank), completions that depend only on the prompt;
-# beta > 0 (the sharded reference), mu = 2, batch-std advantages (all-gathered rewards) and active clipping
-# (grad norms ~0.6 > 0.3) all take part.
+# beta > 0 (the sharded reference), mu = 2, batch-std advantages (all-gathered rewards), active clipping (grad norms
+# ~0.6 > 0.3) and gradient accumulation (4 micro-batches of 4 rows per rank, 8 in the plain process) all take part:
+# the grad norm DeepSpeed clips by and logs is that of the whole batch only if every micro-batch adds to it.
+ROWS_PER_RANK = 4 * 8 // 2
 EQUIVALENCE = {
     "grpo.beta": 0.04,
     "grpo.num_iterations": 2,
     "grpo.scale_rewards": "batch",
+    "grpo.micro_batch_size": 4,
     "optim.grad_clip": 0.3,
     "optim.lr": 1e-3,
 }
@@ -81,6 +85,7 @@ def test_two_zero3_ranks_train_like_one_plain_process(toy, tmp_path, plain_run, 
         torch.tensor(zero3[0]["grad_norms"]), torch.tensor(plain["grad_norms"]), rtol=1e-4, atol=1e-6
     )
     assert min(plain["grad_norms"]) > 0.3  # so clipping changed the update
+    assert EQUIVALENCE["grpo.micro_batch_size"] < ROWS_PER_RANK  # so each rank accumulated several micro-batches
     for rank in zero3:
         assert_weights_close(rank["weights"], plain["weights"])
     # Loading under zero.Init gives exactly the parameters of a plain from_pretrained, and gathering them a few
@@ -157,6 +162,24 @@ def test_sharded_checkpoint_resumes_to_the_same_weights(toy, tmp_path):
     files = ["last.ckpt", "last.ckpt-step2", "last.ckpt-step3", "previous.ckpt"]
     assert sorted(p.name for p in link.parent.iterdir()) == files
     assert (link.parent / "previous.ckpt").resolve().name == "last.ckpt-step2"
+
+
+def test_a_checkpoint_converted_to_universal_resumes_on_another_number_of_ranks(toy, tmp_path, plain_run):
+    run(toy, tmp_path, 2, "--scripted", **EQUIVALENCE, **{"trainer.max_steps": 2})
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    assert checkpoint_world_size(last) == 2  # the files DeepSpeed wrote are the ones the pre-flight check counts
+    tag = last.resolve() / "checkpoint"
+    convert = [sys.executable, "-m", "deepspeed.checkpoint.ds_to_universal", "--input_folder", str(tag)]
+    convert += ["--output_folder", f"{tag}_universal", "--num_extract_workers=1", "--num_merge_workers=1"]
+    done = subprocess.run(convert, cwd=ROOT, env=rank_env(0, 1, free_port()), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    one = {"trainer.max_steps": 3, "resume": "auto", "trainer.strategy": "deepspeed_stage3"}
+    resumed = run(toy, tmp_path, 1, "--scripted", **EQUIVALENCE, **one)[0]
+
+    # Step 3 on one rank continues the two ranks' weights and Adam moments: it ends where one plain process does.
+    assert resumed["global_step"] == 3 * EQUIVALENCE["grpo.num_iterations"]  # optimizer steps
+    torch.testing.assert_close(resumed["losses"][-1], plain_run["losses"][2], rtol=1e-4, atol=1e-6)
+    assert_weights_close(resumed["weights"], plain_run["weights"])
 
 
 def test_sigterm_to_one_rank_makes_both_save_the_same_step(toy, tmp_path):
