@@ -37,7 +37,13 @@ from medzero_pl.models import load_causal_lm, load_tokenizer, resolve_model
 from medzero_pl.rewards import RewardSpec, build_rewards
 from medzero_pl.rollout import build_engine
 from medzero_pl.rollout.base import RolloutEngine, Rollouts, SamplingParams
-from medzero_pl.strategies import clip_and_step, full_named_parameters, prepare_reference, unsharded_init
+from medzero_pl.strategies import (
+    clip_and_step,
+    full_named_parameters,
+    prepare_reference,
+    trained_dtype,
+    unsharded_init,
+)
 
 RNG_KEY = "medzero_rng"
 log = logging.getLogger(__name__)
@@ -83,9 +89,14 @@ class GRPOModule(LightningModule):
 
     # ----------------------------------------------------------------------------------------- setup
     def configure_model(self) -> None:
+        """The policy (float32 unless the strategy keeps float32 master weights, see `trained_dtype`), the reference
+        and the engine (both in `model.dtype`)."""
         if self.policy is not None:
             return
-        self.policy = load_causal_lm(self.model_config.name_or_path, dtype=self.model_config.dtype).train()
+        dtype = self.model_config.dtype
+        if self._trainer is not None:  # a module configured outside a run takes `model.dtype`
+            dtype = trained_dtype(self._trainer.strategy, self._trainer.precision, dtype)
+        self.policy = load_causal_lm(self.model_config.name_or_path, dtype=dtype).train()
         if self.model_config.gradient_checkpointing:
             self.policy.gradient_checkpointing_enable()
         if self.grpo.beta > 0:
@@ -96,7 +107,9 @@ class GRPOModule(LightningModule):
         path = resolve_model(self.model_config.name_or_path)
         rank_seed = self.seed + self.global_rank
         with unsharded_init():  # the engine's own model is whole on every rank, also under ZeRO-3
-            self.engine = build_engine(self.rollout_config, self.policy, self.tokenizer, path, seed=rank_seed)
+            self.engine = build_engine(
+                self.rollout_config, self.policy, self.tokenizer, path, seed=rank_seed, dtype=self.model_config.dtype
+            )
 
     @property
     def optimizer_steps_per_batch(self) -> int:

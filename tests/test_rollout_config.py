@@ -70,3 +70,23 @@ def test_a_cpu_block_size_vllm_cannot_run_is_a_user_error_before_the_engine_star
     rollout = compose(["rollout.block_size=48"]).rollout
     with pytest.raises(UserError, match=r"rollout\.block_size=48: vLLM's CPU attention needs a multiple of 32"):
         build_engine(rollout, policy=None, tokenizer=None, model_path="unused")
+
+
+def test_under_bf16_mixed_the_policy_is_float32_and_the_reference_and_vllm_engine_take_model_dtype(
+    toy, tmp_path, monkeypatch
+):
+    import torch
+    from lightning.pytorch import Trainer
+
+    from medzero_pl.rollout import vllm
+
+    engines = []
+    monkeypatch.setattr(vllm, "VLLMEngine", lambda path, eos_ids, settings: engines.append(settings) or "engine")
+    overrides = {"model.dtype": "bfloat16", "trainer.precision": "bf16-mixed", "grpo.beta": 0.04}
+    cfg = compose(toy_overrides(toy, tmp_path, **overrides, **{"rollout.engine": "vllm"}))
+    module = GRPOModule(cfg.model, cfg.grpo, cfg.optim, cfg.rewards, rollout=cfg.rollout)
+    module.trainer = Trainer(accelerator="cpu", precision="bf16-mixed", logger=False)
+    module.configure_model()
+    assert {p.dtype for p in module.policy.parameters()} == {torch.float32}  # what AdamW steps
+    assert {p.dtype for p in module.reference.parameters()} == {torch.bfloat16}
+    assert [settings.dtype for settings in engines] == ["bfloat16"]

@@ -26,12 +26,19 @@ CPU_BLOCK_SIZE = 32
 
 
 def build_engine(
-    rollout: Any, policy: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, model_path: str, *, seed: int = 0
+    rollout: Any,
+    policy: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    model_path: str,
+    *,
+    seed: int = 0,
+    dtype: str | None = None,
 ) -> RolloutEngine:
     """The engine `rollout.engine` names (a `RolloutConfig`), generating for `policy`.
 
-    `model_path` is the directory vLLM builds its own copy of the model from; `seed` seeds the engine (pass one per
-    rank). The HF engine generates with `policy` itself.
+    `model_path` is the directory vLLM builds its own copy of the model from, in `dtype` (default: the policy's; a
+    training run passes `model.dtype`, since its policy may be float32 for the optimizer's sake); `seed` seeds the
+    engine (pass one per rank). The HF engine generates with `policy` itself.
     """
     if rollout.engine == "hf":
         return HFRolloutEngine(policy, tokenizer)
@@ -50,7 +57,7 @@ def build_engine(
             if block_size % 32:
                 raise UserError(f"rollout.block_size={block_size}: vLLM's CPU attention needs a multiple of 32")
         settings = VLLMSettings(
-            dtype=str(policy.dtype).removeprefix("torch."),
+            dtype=dtype or str(policy.dtype).removeprefix("torch."),
             gpu_memory_utilization=rollout.gpu_memory_utilization,
             max_model_len=rollout.max_model_len,
             tensor_parallel_size=rollout.tensor_parallel_size,
