@@ -40,6 +40,10 @@ class ModelConfig:
     `trainer.precision` is `*-mixed` (bf16 compute under autocast); a half-precision dtype with `32-true` is refused."""
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass to save memory."""
+    attn_implementation: str = "auto"
+    """Attention of policy and reference: auto | sdpa | eager | flash_attention_2 | medzero_sdpa. auto is
+    flash_attention_2 with CUDA and the flash_attn package, medzero_sdpa without CUDA (grouped K/V not copied per head
+    on CPU, see medzero_pl/attention.py), else sdpa. The vLLM engine uses its own kernels."""
 
 
 @dataclass
@@ -464,7 +468,7 @@ def validate(cfg: Config) -> None:
                 f"completion_prefix {'ends' if opened else 'does not end'} with <think>, so completions "
                 f"{'start inside' if opened else 'must open'} the think block"
             )
-    problems += precision_problems(cfg)
+    problems += model_problems(cfg)
     problems += _lightning_problems(t.lightning)
     problems += eval_problems(cfg.eval)
     problems += rollout_problems(cfg)
@@ -472,18 +476,24 @@ def validate(cfg: Config) -> None:
         raise ConfigError("invalid configuration: " + "; ".join(problems))
 
 
-def precision_problems(cfg: Config) -> list[str]:
-    """A `trainer.strategy`, `trainer.precision` and `model.dtype` with which AdamW would step half-precision weights
-    with no float32 copy (`medzero_pl.strategies.trained_dtype`), for `validate`."""
+def model_problems(cfg: Config) -> list[str]:
+    """For `validate`: an attention implementation this machine cannot run
+    (`medzero_pl.attention.resolve_attn_implementation`), and a `trainer.strategy`, `trainer.precision` and
+    `model.dtype` with which AdamW would step half-precision weights with no float32 copy
+    (`medzero_pl.strategies.trained_dtype`)."""
+    from medzero_pl.attention import resolve_attn_implementation
     from medzero_pl.strategies import trained_dtype
 
-    if cfg.model.dtype not in ("float32", "bfloat16", "float16"):
-        return []  # reported on its own
-    try:
-        trained_dtype(cfg.trainer.strategy, cfg.trainer.precision, cfg.model.dtype)
-    except UserError as err:
-        return [str(err)]
-    return []
+    checks = [lambda: resolve_attn_implementation(cfg.model.attn_implementation)]
+    if cfg.model.dtype in ("float32", "bfloat16", "float16"):  # a bad dtype is reported on its own
+        checks.append(lambda: trained_dtype(cfg.trainer.strategy, cfg.trainer.precision, cfg.model.dtype))
+    problems = []
+    for check in checks:
+        try:
+            check()
+        except UserError as err:
+            problems.append(str(err))
+    return problems
 
 
 # Trainer arguments medzero_pl sets itself (see medzero_pl/run.py), or that have their own `trainer.*` field.

@@ -96,11 +96,14 @@ class GRPOModule(LightningModule):
         dtype = self.model_config.dtype
         if self._trainer is not None:  # a module configured outside a run takes `model.dtype`
             dtype = trained_dtype(self._trainer.strategy, self._trainer.precision, dtype)
-        self.policy = load_causal_lm(self.model_config.name_or_path, dtype=dtype).train()
+        attention = self.model_config.attn_implementation
+        self.policy = load_causal_lm(self.model_config.name_or_path, dtype, attn_implementation=attention).train()
         if self.model_config.gradient_checkpointing:
             self.policy.gradient_checkpointing_enable()
         if self.grpo.beta > 0:
-            reference = load_causal_lm(self.model_config.name_or_path, dtype=self.model_config.dtype)
+            reference = load_causal_lm(
+                self.model_config.name_or_path, self.model_config.dtype, attn_implementation=attention
+            )
             reference.requires_grad_(False).eval()
             # A plain attribute, not a submodule: frozen weights stay out of checkpoints and the optimizer.
             object.__setattr__(self, "reference", reference)
