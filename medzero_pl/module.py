@@ -38,7 +38,7 @@ from medzero_pl.models import load_causal_lm, load_tokenizer, resolve_model
 from medzero_pl.rewards import RewardSpec, build_rewards
 from medzero_pl.rollout import Placement, build_engine
 from medzero_pl.rollout.base import RolloutEngine, Rollouts, SamplingParams
-from medzero_pl.strategies import begin_micro_batch, clip_and_step, prepare_reference, unsharded_init
+from medzero_pl.strategies import begin_micro_batch, clip_and_step, prepare_reference, trained_dtype, unsharded_init
 
 RNG_KEY = "medzero_rng"
 log = logging.getLogger(__name__)
@@ -84,20 +84,34 @@ class GRPOModule(LightningModule):
 
     # ----------------------------------------------------------------------------------------- setup
     def configure_model(self) -> None:
+        """The policy (float32 unless the strategy keeps float32 master weights, see `trained_dtype`), the reference
+        and the engine (both in `model.dtype`)."""
         if self.policy is not None:
             return
-        self.policy = load_causal_lm(self.model_config.name_or_path, dtype=self.model_config.dtype).train()
+        dtype = self.model_config.dtype
+        if self._trainer is not None:  # a module configured outside a run takes `model.dtype`
+            dtype = trained_dtype(self._trainer.strategy, self._trainer.precision, dtype)
+        attention = self.model_config.attn_implementation
+        self.policy = load_causal_lm(self.model_config.name_or_path, dtype, attn_implementation=attention).train()
         if self.model_config.gradient_checkpointing:
             self.policy.gradient_checkpointing_enable()
         if self.grpo.beta > 0:
-            reference = load_causal_lm(self.model_config.name_or_path, dtype=self.model_config.dtype)
+            reference = load_causal_lm(
+                self.model_config.name_or_path, self.model_config.dtype, attn_implementation=attention
+            )
             reference.requires_grad_(False).eval()
             # A plain attribute, not a submodule: frozen weights stay out of checkpoints and the optimizer.
             object.__setattr__(self, "reference", reference)
         path = resolve_model(self.model_config.name_or_path)
         with unsharded_init():  # the engine's own model is whole on every rank, also under ZeRO-3
             self.engine = build_engine(
-                self.rollout_config, self.policy, self.tokenizer, path, seed=self.seed, placement=self._placement()
+                self.rollout_config,
+                self.policy,
+                self.tokenizer,
+                path,
+                seed=self.seed,
+                placement=self._placement(),
+                dtype=self.model_config.dtype,
             )
 
     def _placement(self) -> Placement:

@@ -38,6 +38,7 @@ HARMLESS_CHANGES = (
     "optim.",
     "grpo.micro_batch_size",
     "model.gradient_checkpointing",
+    "model.attn_implementation",  # the same attention by another kernel (absent from checkpoints before it existed)
     "data.val_batch_size",
     "data.val_sources",
 )

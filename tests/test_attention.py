@@ -1,9 +1,10 @@
 """`medzero_sdpa`: grouped-query attention without per-head copies of K/V on CPU. It gives Hugging Face's `sdpa`
-outputs and gradients, keeps less for backward, and is what `load_causal_lm` selects."""
+outputs and gradients, keeps less for backward, and is what `model.attn_implementation=auto` selects on CPU."""
 
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 
 import pytest
@@ -11,7 +12,9 @@ import torch
 import torch.nn.functional as F
 
 import medzero_pl.attention as attention
-from medzero_pl.attention import ATTENTION
+from medzero_pl.attention import ATTENTION, resolve_attn_implementation
+from medzero_pl.config import ConfigError, compose
+from medzero_pl.errors import UserError
 from medzero_pl.forward import completion_logprobs_and_entropy
 from medzero_pl.models import load_causal_lm
 from tests.tiny import tiny_llama
@@ -125,3 +128,50 @@ def test_load_causal_lm_selects_it_and_saved_configs_do_not_name_it(tmp_path):
     model.save_pretrained(tmp_path / "saved")
     assert ATTENTION not in (tmp_path / "saved" / "config.json").read_text()
     assert "attn_implementation" not in json.loads((tmp_path / "saved" / "config.json").read_text())
+
+
+def _machine(monkeypatch, cuda: bool, flash_attn: bool) -> None:
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: (object() if flash_attn else None) if name == "flash_attn" else real_find_spec(name, *a),
+    )
+
+
+@pytest.mark.parametrize(
+    ("cuda", "flash_attn", "expected"),
+    [(True, True, "flash_attention_2"), (True, False, "sdpa"), (False, False, ATTENTION), (False, True, ATTENTION)],
+)
+def test_auto_is_flash_attention_on_cuda_with_the_package_medzero_sdpa_without_cuda_else_sdpa(
+    monkeypatch, cuda, flash_attn, expected
+):
+    _machine(monkeypatch, cuda, flash_attn)
+    assert resolve_attn_implementation("auto") == expected
+    for name in ("sdpa", "eager", ATTENTION):
+        assert resolve_attn_implementation(name) == name
+
+
+def test_flash_attention_without_the_package_and_unknown_names_are_refused_in_one_line(monkeypatch):
+    _machine(monkeypatch, cuda=True, flash_attn=False)
+    with pytest.raises(
+        UserError, match="flash_attention_2 needs the flash_attn package.*model.attn_implementation=sdpa"
+    ):
+        resolve_attn_implementation("flash_attention_2")
+    with pytest.raises(ConfigError, match="flash_attention_2 needs the flash_attn package"):
+        compose(["model.attn_implementation=flash_attention_2"])
+    with pytest.raises(ConfigError, match=r"model.attn_implementation='flash': expected one of auto \| sdpa \| eager"):
+        compose(["model.attn_implementation=flash"])
+    _machine(monkeypatch, cuda=True, flash_attn=True)
+    assert resolve_attn_implementation("flash_attention_2") == "flash_attention_2"
+
+
+def test_the_chosen_attention_reaches_policy_and_reference(toy, tmp_path):
+    from medzero_pl.module import GRPOModule
+    from tests.toy_task import toy_overrides
+
+    cfg = compose(toy_overrides(toy, tmp_path, **{"model.attn_implementation": "eager", "grpo.beta": 0.04}))
+    module = GRPOModule(cfg.model, cfg.grpo, cfg.optim, cfg.rewards, rollout=cfg.rollout)
+    module.configure_model()
+    assert module.policy.config._attn_implementation == module.reference.config._attn_implementation == "eager"

@@ -118,8 +118,8 @@ def test_bad_override_exits_with_a_message_not_a_traceback(capsys):
 def test_yaml_group_file_can_be_given_by_path(tmp_path: Path):
     custom = tmp_path / "mymodel.yaml"
     custom.write_text("name_or_path: /models/mine\ndtype: bfloat16\n")
-    cfg = compose([f"model={custom}"])
-    assert cfg.model.name_or_path == "/models/mine"
+    cfg = compose([f"model={custom}", "trainer.precision=bf16-mixed"])
+    assert (cfg.model.name_or_path, cfg.model.dtype) == ("/models/mine", "bfloat16")
 
 
 def test_unknown_key_inside_a_yaml_file_names_the_file(tmp_path: Path):
@@ -197,3 +197,37 @@ def test_the_objective_settings_of_trl_and_verl_compose():
         "k3",
     )
     assert not defaults.use_bias_correction_kl and defaults.top_entropy_quantile == 1.0
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            ["trainer.precision=bf16-true"],
+            "trainer.precision=bf16-true with trainer.strategy=auto: .*trainer.precision=bf16-mixed",
+        ),
+        (["trainer.precision=16-true", "trainer.strategy=ddp"], "trainer.precision=16-true with trainer.strategy=ddp"),
+        (
+            ["model.dtype=bfloat16"],
+            "model.dtype=bfloat16 with trainer.precision=32-true: .*trainer.precision=bf16-mixed",
+        ),
+        (["trainer.precision=bf16mixed"], "trainer.precision='bf16mixed': expected one of bf16-mixed"),
+    ],
+)
+def test_weights_stepped_in_half_precision_without_a_float32_copy_are_refused_in_one_line(overrides, message):
+    with pytest.raises(ConfigError, match=message) as err:
+        compose(overrides)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["model.dtype=bfloat16", "trainer.precision=bf16-mixed"],  # float32 policy, bf16 reference and engine
+        ["model.dtype=bfloat16", "trainer.precision=bf16-true", "trainer.strategy=deepspeed_stage3"],
+        ["model.dtype=bfloat16", "trainer.precision=bf16-mixed", "trainer.strategy=deepspeed_stage_3"],
+        ["trainer.precision=64-true"],
+    ],
+)
+def test_precisions_that_keep_float32_weights_for_the_optimizer_are_accepted(overrides):
+    compose(overrides)

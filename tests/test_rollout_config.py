@@ -60,3 +60,25 @@ def test_a_missing_vllm_is_a_user_error_that_names_the_fix(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "vllm" else real_find_spec(name))
     with pytest.raises(EngineUnavailable, match="rollout.engine=hf"):
         build_engine(compose([]).rollout, policy=None, tokenizer=None, model_path="unused")
+
+
+def test_under_bf16_mixed_the_policy_is_float32_and_the_reference_and_vllm_engine_take_model_dtype(
+    toy, tmp_path, monkeypatch
+):
+    import torch
+    from lightning.pytorch import Trainer
+
+    import medzero_pl.rollout as rollout
+
+    engines = []
+    monkeypatch.setattr(
+        rollout, "VLLMEngine", lambda path, eos_ids, settings, placement=None: engines.append(settings) or "engine"
+    )
+    overrides = {"model.dtype": "bfloat16", "trainer.precision": "bf16-mixed", "grpo.beta": 0.04}
+    cfg = compose(toy_overrides(toy, tmp_path, **overrides, **{"rollout.engine": "vllm"}))
+    module = GRPOModule(cfg.model, cfg.grpo, cfg.optim, cfg.rewards, rollout=cfg.rollout)
+    module.trainer = Trainer(accelerator="cpu", precision="bf16-mixed", logger=False)
+    module.configure_model()
+    assert {p.dtype for p in module.policy.parameters()} == {torch.float32}  # what AdamW steps
+    assert {p.dtype for p in module.reference.parameters()} == {torch.bfloat16}
+    assert [settings.dtype for settings in engines] == ["bfloat16"]

@@ -75,6 +75,15 @@ def test_only_settings_that_change_the_stream_or_objective_count_as_differences(
     assert resume_differences(saved, changed) == ["grpo.num_generations: 8 -> 4", "seed: 0 -> 1"]
 
 
+def test_a_checkpoint_from_before_model_attn_implementation_resumes_under_any_attention():
+    saved = {"model": {"dtype": "bfloat16"}}
+    assert resume_differences(saved, {"model": {"dtype": "bfloat16", "attn_implementation": "auto"}}) == []
+    assert (
+        resume_differences({"model": {"attn_implementation": "sdpa"}}, {"model": {"attn_implementation": "eager"}})
+        == []
+    )
+
+
 def test_a_held_lock_refuses_a_second_owner_until_released(tmp_path):
     first = RunLock(tmp_path)
     first.acquire()

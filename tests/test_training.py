@@ -11,6 +11,8 @@ from lightning.pytorch import Callback
 from medzero_pl.config import compose
 from medzero_pl.fit import build, main
 from medzero_pl.grpo import normalize_then_sum, reward_matrix
+from medzero_pl.models import load_causal_lm
+from tests.strategies.grpo_run import ScriptedEngine
 from tests.toy_task import toy_overrides
 
 
@@ -99,7 +101,7 @@ def test_a_resumed_run_keeps_the_metrics_of_the_steps_before(toy, tmp_path):
         {"grpo.loss_type": "dapo", "grpo.scale_rewards": "batch"},
         {"grpo.beta": 0.04},
         {"grpo.mask_truncated_completions": "true", "grpo.entropy_coef": 0.01},
-        {"model.dtype": "bfloat16"},
+        {"model.dtype": "bfloat16", "trainer.precision": "bf16-mixed", "grpo.beta": 0.04},
         {"grpo.micro_batch_size": 4, "grpo.num_iterations": 2, "optim.scheduler": "cosine", "optim.warmup_steps": 1},
     ],
     ids=lambda s: ",".join(f"{k.split('.')[-1]}={v}" for k, v in s.items()),
@@ -192,3 +194,35 @@ def test_a_floor_drops_or_lifts_the_tokens_the_sampler_was_surer_of(toy, tmp_pat
     assert trainer.callback_metrics["sampling/masked_frac"] == masked_frac
     moved = any(not torch.equal(v, before[k]) for k, v in module.policy.state_dict().items())
     assert moved == (masked_frac == 0)
+
+
+class ScriptedRollouts(Callback):
+    """Completions that depend only on (prompt, sample): runs that differ in precision train on the same rollouts."""
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        pl_module.engine = ScriptedEngine(pl_module.tokenizer, pl_module.grpo.max_completion_length)
+
+
+def _one_step_update(toy, run_dir, **settings) -> tuple[dict[str, torch.Tensor], object]:
+    """The change one optimizer step at lr 1e-6 makes to every policy weight, and the trained module."""
+    initial = load_causal_lm(str(toy["model"])).state_dict()
+    cfg = compose(toy_overrides(toy, run_dir, **{"trainer.max_steps": 1, "optim.lr": 1e-6}, **settings))
+    trainer, module, datamodule = build(cfg)
+    trainer.callbacks.append(ScriptedRollouts())
+    trainer.fit(module, datamodule=datamodule)
+    return {k: v.float() - initial[k] for k, v in module.policy.state_dict().items()}, module
+
+
+def test_bf16_mixed_keeps_float32_weights_so_an_update_below_bf16_spacing_lands_as_in_float32(toy, tmp_path):
+    """At lr 1e-6 Adam moves each weight by about 1e-6; bf16 weights of ~0.02 are 1.2e-4 apart, so without a float32
+    policy the update rounds away. The bf16 run computes in bf16 (autocast), so its update differs a little."""
+    full, _ = _one_step_update(toy, tmp_path / "fp32")
+    mixed, module = _one_step_update(
+        toy, tmp_path / "mixed", **{"model.dtype": "bfloat16", "trainer.precision": "bf16-mixed"}
+    )
+    assert all(p.dtype == torch.float32 for p in module.policy.parameters())
+    full_update = torch.cat([v.flatten() for v in full.values()])
+    mixed_update = torch.cat([mixed[k].flatten() for k in full])
+    assert full_update.abs().max() < 1e-5  # the update is far below bf16's spacing at these weights
+    cosine = torch.nn.functional.cosine_similarity(mixed_update, full_update, dim=0)
+    assert cosine > 0.98 and 0.95 < mixed_update.norm() / full_update.norm() < 1.05, (cosine, mixed_update.norm())

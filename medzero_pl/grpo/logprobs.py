@@ -23,9 +23,46 @@ CHUNK_NUMEL = 1 << 24
 """Float32 elements per block (64 MiB): about 110 rows at a 152k vocabulary."""
 
 LINEAR_CHUNK_NUMEL = 1 << 22
-"""Logits per block of `linear_logprobs_and_entropy` (16 MiB in float32): 85 rows at a 49k vocabulary, 27 at 152k.
-A block's working set is two to three times that. Measured at 4 x 4 x 128 on SmolLM2: peak RSS 5,062 MiB, against
+"""Logits per block of `linear_logprobs_and_entropy` on CPU (16 MiB in float32): 85 rows at a 49k vocabulary, 27 at
+152k. A block's working set is two to three times that. Measured at 4 x 4 x 128 on SmolLM2: peak RSS 5,062 MiB, against
 5,138 with blocks of 32 MiB; the smaller blocks' head matmuls run a little slower on CPU (within the step's noise)."""
+
+LINEAR_CHUNK_NUMEL_ACCELERATOR = 1 << 26
+"""Logits per block on a GPU (256 MiB in float32): 441 rows at a 152k vocabulary, 1,365 at 49k.
+
+Every block reads the whole head weight again (1.1 GB in bf16 for a 7B Qwen) and does `2 x rows` FLOPs per weight
+element, so a block is bandwidth-bound until its rows reach the GPU's bf16 FLOPs per byte of memory bandwidth: about
+150 on an A100, 200-300 on an H100/H200. 27-row blocks would use a tenth of the tensor cores. The working set, about
+three times the logits (0.75 GiB), is small next to a 7B step's activations. The size is fixed rather than read from
+free memory: blocks set the order of the gradient's sums, so a run's numbers do not depend on what else holds memory.
+Not measured on a GPU yet."""
+
+
+def linear_chunk_numel(device: torch.device) -> int:
+    """Logits per block of `linear_logprobs_and_entropy` on `device` (see the two constants)."""
+    return LINEAR_CHUNK_NUMEL if device.type == "cpu" else LINEAR_CHUNK_NUMEL_ACCELERATOR
+
+
+def _exact_products(device: torch.device) -> bool:
+    """Whether `_add_matmul_` multiplies in its accumulator's precision on `device` or in the operands' half
+    precision (a GPU's tensor cores). On a CPU without bf16 instructions float32 is also the faster: one SmolLM2 block
+    product (49,152 x 85 by 85 x 576, one thread) took 0.23 s in float32 and 2.7 s in bf16."""
+    return device.type == "cpu"
+
+
+def _add_matmul_(acc: Tensor, a: Tensor, b: Tensor) -> None:
+    """`acc += a @ b` with `acc` in float32 (or float64), `a` and `b` in any float dtype.
+
+    Summed in bf16, every one of hundreds of block additions rounds the running sum to 8 significant bits, and the
+    errors add up (5% of the head's gradient over 256 blocks whose terms share a sign, against 0.2% for one matmul).
+    Summed in `acc`, the gradient is rounded once, when the caller casts it. With exact products (CPU) that is as
+    precise as one matmul on the full logits; with half-precision products (GPU) each block's product is also rounded
+    once, before it is added.
+    """
+    if _exact_products(acc.device) or b.dtype == acc.dtype:
+        acc.addmm_(a.to(acc.dtype), b.to(acc.dtype))
+    else:
+        acc.add_(a.to(b.dtype) @ b)
 
 
 def _row_blocks(n: int, vocab: int, chunk_rows: int | None, numel: int):
@@ -180,7 +217,7 @@ class _LinearLogSoftmax(torch.autograd.Function):
         dtype = torch.promote_types(hidden.dtype, torch.float32)
         logp = hidden.new_empty(hidden.shape[0], dtype=dtype)  # (N,)
         lse, ent = torch.empty_like(logp), torch.empty_like(logp) if with_entropy else logp.new_empty(0)
-        for rows in _row_blocks(hidden.shape[0], weight.shape[0], chunk_rows, LINEAR_CHUNK_NUMEL):
+        for rows in _row_blocks(hidden.shape[0], weight.shape[0], chunk_rows, linear_chunk_numel(hidden.device)):
             z = torch.nn.functional.linear(hidden[rows], weight, bias).to(dtype).div_(temperature)  # (c, V)
             lse[rows] = z.logsumexp(-1)
             z.sub_(lse[rows, None])  # log-probs of the whole vocabulary
@@ -202,9 +239,11 @@ class _LinearLogSoftmax(torch.autograd.Function):
         if grad_logp is None and grad_ent is None:
             return (None,) * 8
         grad_hidden = torch.empty_like(hidden) if needs_hidden else None
-        grad_weight = torch.zeros_like(weight) if needs_weight else None  # accumulated block by block, in place
-        grad_bias = torch.zeros_like(bias) if bias is not None and needs_bias else None
-        for rows in _row_blocks(hidden.shape[0], weight.shape[0], ctx.chunk_rows, LINEAR_CHUNK_NUMEL):
+        # The head's gradients are sums over every block: accumulated in float32 (see `_add_matmul_`), cast once.
+        acc = torch.promote_types(weight.dtype, torch.float32)
+        grad_weight = torch.zeros_like(weight, dtype=acc) if needs_weight else None
+        grad_bias = torch.zeros_like(bias, dtype=acc) if bias is not None and needs_bias else None
+        for rows in _row_blocks(hidden.shape[0], weight.shape[0], ctx.chunk_rows, linear_chunk_numel(hidden.device)):
             z = torch.nn.functional.linear(hidden[rows], weight, bias).to(lse.dtype).div_(ctx.temperature)
             logq = z.sub_(lse[rows, None])  # (c, V) log-probs
             p = logq.exp()
@@ -217,13 +256,17 @@ class _LinearLogSoftmax(torch.autograd.Function):
             dz = p.mul_(coef)
             if grad_logp is not None:  # d(logq_i)/dz = onehot(i) - p: the one-hot part
                 dz.scatter_add_(-1, index[rows, None], grad_logp[rows, None])
-            dz = dz.div_(ctx.temperature).to(weight.dtype)  # (c, V): gradient of the block's logits
+            dz = dz.div_(ctx.temperature)  # (c, V) float32: gradient of the block's logits
             if grad_hidden is not None:
-                grad_hidden[rows] = dz @ weight
+                grad_hidden[rows] = dz.to(weight.dtype) @ weight  # one matmul per row: no sum across blocks
             if grad_weight is not None:
-                grad_weight.addmm_(dz.T, hidden[rows])
+                _add_matmul_(grad_weight, dz.T, hidden[rows])
             if grad_bias is not None:
                 grad_bias += dz.sum(0)
+        if grad_weight is not None:
+            grad_weight = grad_weight.to(weight.dtype)
+        if grad_bias is not None:
+            grad_bias = grad_bias.to(bias.dtype)
         return grad_hidden, grad_weight, grad_bias, None, None, None, None, None
 
 
@@ -241,8 +284,9 @@ def linear_logprobs_and_entropy(
     """`selective_log_softmax` and `token_entropy` of `linear(hidden, weight, bias)`, the logits never held whole.
 
     An LM head fused with the log-softmax: forward keeps the hidden states and two floats per row, backward
-    recomputes a block of logits at a time and accumulates the weight's gradient in place. The logits, `(N, V)`,
-    and their gradient never exist, at the cost of one more head matmul in backward.
+    recomputes a block of logits at a time and accumulates the weight's and bias's gradients over the blocks in
+    float32 (cast to their dtype once at the end). The logits, `(N, V)`, and their gradient never exist, at the cost
+    of one more head matmul in backward and, for a bf16 head, a float32 copy of its gradient while backward runs.
 
     Args:
         hidden: `(..., d)` hidden states.
@@ -251,7 +295,7 @@ def linear_logprobs_and_entropy(
         temperature: the sampling temperature the logits are divided by.
         with_entropy: also return the entropies of `softmax(logits / temperature)`.
         entropy_grad: make the entropies differentiable (an entropy bonus); otherwise they are constants.
-        chunk_rows: rows per block; by default as many as fit `LINEAR_CHUNK_NUMEL` logits.
+        chunk_rows: rows per block; by default as many as fit `linear_chunk_numel(hidden.device)` logits.
 
     Returns:
         `(logp, entropy)`, each `(...)` float32 (float64 for float64 inputs), entropy None unless asked for.

@@ -27,12 +27,14 @@ def build_engine(
     *,
     seed: int = 0,
     placement: Placement | None = None,
+    dtype: str | None = None,
 ) -> RolloutEngine:
     """The engine `rollout.engine` names (a `RolloutConfig`), generating for `policy`.
 
-    `model_path` is the directory vLLM builds its own copy of the model from; `seed` seeds the engine (the run's seed:
-    each rank's engine adds its own offset); `placement` is this training process among the others (default: the only
-    one). The HF engine generates with `policy` itself.
+    `model_path` is the directory vLLM builds its own copy of the model from, in `dtype` (default: the policy's; a
+    training run passes `model.dtype`, since its policy may be float32 for the optimizer's sake); `seed` seeds the
+    engine (the run's seed: each rank's engine adds its own offset); `placement` is this training process among the
+    others (default: the only one). The HF engine generates with `policy` itself.
     """
     if rollout.engine == "hf":
         return HFRolloutEngine(policy, tokenizer)
@@ -43,7 +45,7 @@ def build_engine(
                 "vllm extra); on a GPU machine install the vllm wheel; or generate with rollout.engine=hf"
             )
         settings = VLLMSettings(
-            dtype=str(policy.dtype).removeprefix("torch."),
+            dtype=dtype or str(policy.dtype).removeprefix("torch."),
             gpu_memory_utilization=rollout.gpu_memory_utilization,
             max_model_len=rollout.max_model_len,
             tensor_parallel_size=rollout.tensor_parallel_size,

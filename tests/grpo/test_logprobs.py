@@ -3,7 +3,13 @@ import math
 import pytest
 import torch
 
-from medzero_pl.grpo import completion_logprobs, selective_log_softmax, token_entropy
+from medzero_pl.grpo import (
+    completion_logprobs,
+    linear_logprobs_and_entropy,
+    logprobs,
+    selective_log_softmax,
+    token_entropy,
+)
 
 
 def _reference(logits, index, temperature):
@@ -104,3 +110,53 @@ def test_argument_errors():
         selective_log_softmax(logits, index[:, :-1])
     with pytest.raises(ValueError, match=r"\(B, C, V\)"):
         completion_logprobs(logits[0], index[0], 1.0)
+
+
+def _head_gradient_errors(monkeypatch=None, exact_products: bool = True) -> dict[str, float]:
+    """Relative errors of the bf16 head's weight and bias gradients against float64 at the same (rounded) inputs,
+    through the fused head in 256 blocks of 2 rows and through plain autograd on the full bf16 logits.
+
+    Every row's log-prob gets the same gradient (one advantage over a completion) and the hidden states share a
+    direction, as a decoder's do: each block then pulls every head row the same way, and the block sums grow together.
+    """
+    if monkeypatch is not None:
+        monkeypatch.setattr(logprobs, "_exact_products", lambda device: exact_products)
+    g = torch.Generator().manual_seed(0)
+    n, d, vocab = 512, 64, 4096
+    hidden = (torch.randn(n, d, generator=g) + 1).bfloat16()
+    weight = (0.05 * torch.randn(vocab, d, generator=g)).bfloat16()
+    bias = (0.05 * torch.randn(vocab, generator=g)).bfloat16()
+    index = torch.randint(0, vocab, (n,), generator=g)
+    grad_logp = torch.full((n,), 0.01)
+
+    def gradients(dtype, fused):
+        w, b = weight.to(dtype, copy=True).requires_grad_(), bias.to(dtype, copy=True).requires_grad_()
+        h = hidden.to(dtype)
+        if fused:
+            logp, _ = linear_logprobs_and_entropy(h, w, b, index, chunk_rows=2)
+        else:
+            logp = selective_log_softmax(torch.nn.functional.linear(h, w, b), index)
+        (logp * grad_logp.to(logp.dtype)).sum().backward()
+        return w.grad, b.grad
+
+    exact = gradients(torch.float64, fused=False)
+    errors = {}
+    for name, got in (("fused", gradients(torch.bfloat16, True)), ("plain", gradients(torch.bfloat16, False))):
+        for part, value, ref in zip(("weight", "bias"), got, exact, strict=True):
+            assert value.dtype == torch.bfloat16
+            errors[f"{name} {part}"] = ((value.double() - ref).norm() / ref.norm()).item()
+    return errors
+
+
+def test_bf16_head_gradient_over_many_blocks_is_as_precise_as_one_matmul_on_the_full_logits():
+    errors = _head_gradient_errors()
+    for part in ("weight", "bias"):
+        assert errors[f"fused {part}"] <= errors[f"plain {part}"], errors
+    assert errors["plain weight"] < 0.004, errors  # bf16's own rounding, not accumulation
+
+
+def test_bf16_head_gradient_with_half_precision_block_products_stays_near_one_matmul(monkeypatch):
+    """The GPU arithmetic (each block's product rounded to bf16 once, summed in float32), run on CPU."""
+    errors = _head_gradient_errors(monkeypatch, exact_products=False)
+    for part in ("weight", "bias"):
+        assert errors[f"fused {part}"] <= 1.5 * errors[f"plain {part}"], errors

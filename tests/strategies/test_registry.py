@@ -10,12 +10,15 @@ import pytest
 import torch
 from lightning.pytorch.strategies import SingleDeviceStrategy
 
+from medzero_pl.errors import UserError
 from medzero_pl.rundir import checkpoint_exists
 from medzero_pl.strategies import (
     clip_and_step,
     full_named_parameters,
+    keeps_master_weights,
     prepare_reference,
     resolve_strategy,
+    trained_dtype,
     unsharded_init,
 )
 from medzero_pl.strategies.deepspeed import ZeRO3Strategy, _publish
@@ -126,3 +129,36 @@ def test_the_reference_is_frozen_and_on_the_strategy_device():
     reference = prepare_reference(SingleDeviceStrategy("cpu"), tiny_llama())
     assert not reference.training
     assert not any(p.requires_grad for p in reference.parameters())
+
+
+def test_only_deepspeed_keeps_float32_master_weights_by_name_or_object():
+    for name in ("deepspeed_stage3", "deepspeed_stage_3_offload", "deepspeed", "deepspeed_stage_2"):
+        assert keeps_master_weights(name), name
+    for name in ("auto", "ddp", "fsdp", "single_device"):
+        assert not keeps_master_weights(name), name
+    assert keeps_master_weights(ZeRO3Strategy())
+    assert not keeps_master_weights(SingleDeviceStrategy(torch.device("cpu")))
+
+
+@pytest.mark.parametrize(
+    ("strategy", "precision", "dtype", "expected"),
+    [
+        ("ddp", "bf16-mixed", "bfloat16", "float32"),  # autocast computes in bf16; AdamW steps float32
+        ("auto", "16-mixed", "float16", "float32"),
+        ("auto", "bf16", "bfloat16", "float32"),  # Lightning's short name for bf16-mixed
+        ("auto", "32-true", "float32", "float32"),
+        ("deepspeed_stage3", "bf16-mixed", "bfloat16", "bfloat16"),  # DeepSpeed keeps the float32 masters
+        ("deepspeed_stage3", "bf16-true", "bfloat16", "bfloat16"),
+    ],
+)
+def test_the_trained_policy_loads_in_float32_unless_deepspeed_keeps_masters(strategy, precision, dtype, expected):
+    assert trained_dtype(strategy, precision, dtype) == expected
+
+
+@pytest.mark.parametrize(
+    ("strategy", "precision", "dtype"),
+    [("ddp", "bf16-true", "float32"), ("auto", "16-true", "float16"), ("auto", "32-true", "bfloat16")],
+)
+def test_half_precision_weights_without_a_master_copy_are_refused(strategy, precision, dtype):
+    with pytest.raises(UserError, match="no float32 copy.*set trainer.precision=bf16-mixed"):
+        trained_dtype(strategy, precision, dtype)
