@@ -119,7 +119,7 @@ class GRPOConfig:
     beta: float = 0.0
     """Weight of the KL term to the frozen reference; 0 loads no reference model."""
     kl_loss_type: str = "k3"
-    """KL estimator (verl's name): k3 (TRL) | k1 | k2 | abs. verl's low_var_kl is k3 with kl_clamp=10."""
+    """KL estimator: k3 (TRL; verl's low_var_kl is k3 with kl_clamp=10) | k1 (verl's kl) | k2 (verl's mse) | abs."""
     use_bias_correction_kl: bool = False
     """Multiply the KL term by the importance ratio (DeepSeek-V3.2), so its gradient stays unbiased when the policy
     has moved from the sampler (num_iterations > 1). TRL's default is true; false keeps the GRPO paper's term."""
@@ -140,7 +140,7 @@ class GRPOConfig:
     does not apply)."""
     kl_clamp: float | None = None
     """Clamp the per-token k3 KL to [-kl_clamp, kl_clamp] as verl's `low_var_kl` does (10); None, as TRL, clamps
-    nothing. Must be > 0 when set."""
+    nothing. Must be > 0 when set, and k3's only: verl clamps no other estimator."""
     shared_prompt_forward: bool = True
     """Training forward runs each prompt once and its G completions against its KV cache (same log-probs and
     gradients, fewer FLOPs; falls back to the plain forward under gradient checkpointing). See medzero_pl/forward.py."""
@@ -479,6 +479,12 @@ def validate(cfg: Config) -> None:
     require(g.epsilon_high >= 0, "grpo.epsilon_high", g.epsilon_high, ">= 0")
     require(g.beta >= 0, "grpo.beta", g.beta, ">= 0")
     require(g.kl_clamp is None or g.kl_clamp > 0, "grpo.kl_clamp", g.kl_clamp, "> 0, or null for no clamp")
+    require(
+        g.kl_clamp is None or g.kl_loss_type == "k3" or g.kl_loss_type not in KL_ESTIMATORS,
+        "grpo.kl_clamp",
+        g.kl_clamp,
+        f"null with grpo.kl_loss_type={g.kl_loss_type} (the clamp is verl's low_var_kl, i.e. k3's only)",
+    )
     require(g.entropy_coef >= 0, "grpo.entropy_coef", g.entropy_coef, ">= 0 (a bonus weight)")
     require(d.curriculum in CURRICULA, "data.curriculum", d.curriculum, f"one of {sorted(CURRICULA)}")
     require(d.prompts_per_step >= 1, "data.prompts_per_step", d.prompts_per_step, "at least 1")
@@ -581,7 +587,7 @@ def _objective_problems(g: GRPOConfig) -> list[str]:
         and g.importance_sampling_level in IMPORTANCE_SAMPLING_LEVELS
         and g.kl_loss_type in KL_ESTIMATORS
         and 0 <= g.top_entropy_quantile <= 1
-        and (g.kl_clamp is None or g.kl_clamp > 0)
+        and (g.kl_clamp is None or g.kl_clamp > 0 and g.kl_loss_type == "k3")
     )
     if not known:
         return []  # reported field by field above

@@ -17,8 +17,10 @@ import re
 import socket
 import time
 from collections.abc import Mapping
+from dataclasses import MISSING, fields, is_dataclass
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_origin, get_type_hints
 
 import torch
 
@@ -157,8 +159,14 @@ def check_writable(run_dir: str | Path) -> None:
 
 
 def resume_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
-    """Settings that differ between a checkpoint and this run and change the data stream or the objective."""
+    """Settings that differ between a checkpoint and this run and change the data stream or the objective.
+
+    A setting the checkpoint lacks was added to the schema after it was written; its default is what the older code
+    did, so it counts as a change only when this run sets it to something else.
+    """
     old, new = _flatten(saved), _flatten(current)
+    defaults = _schema_defaults()
+    new = {k: v for k, v in new.items() if k in old or defaults.get(_schema_key(k), _NO_DEFAULT) != v}
     changed = sorted(k for k in old.keys() & new.keys() if old[k] != new[k])
     changed += sorted(k for k in old.keys() ^ new.keys() if not k.startswith(("rewards.", "data.sources.")))
     if any(k.startswith("rewards.") for k in old.keys() ^ new.keys()):
@@ -171,6 +179,40 @@ def resume_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> 
             continue
         diffs.append(f"{key}: {old.get(key, '<absent>')!r} -> {new.get(key, '<absent>')!r}")
     return diffs
+
+
+_NO_DEFAULT = object()
+
+
+@cache
+def _schema_defaults() -> dict[str, Any]:
+    """Flattened defaults of `Config`, the schema of the settings a checkpoint saves; list items under `*`."""
+    from medzero_pl.config import Config
+
+    return _dataclass_defaults(Config)
+
+
+def _dataclass_defaults(cls: type, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    hints = get_type_hints(cls)
+    for f in fields(cls):
+        key, kind = f"{prefix}{f.name}", hints[f.name]
+        if is_dataclass(kind):
+            out.update(_dataclass_defaults(kind, f"{key}."))
+            continue
+        (element,) = get_args(kind) if get_origin(kind) is list else (None,)
+        if is_dataclass(element):
+            out.update(_dataclass_defaults(element, f"{key}.*."))
+        if f.default is not MISSING:
+            out.update(_flatten(f.default, f"{key}."))
+        elif f.default_factory is not MISSING:
+            out.update(_flatten(f.default_factory(), f"{key}."))
+    return out
+
+
+def _schema_key(key: str) -> str:
+    """`data.sources.0.weight` -> `data.sources.*.weight`: list items share their element's defaults."""
+    return ".".join("*" if part.isdigit() else part for part in key.split("."))
 
 
 def check_resume_compatible(ckpt_path: str | Path, current: Mapping[str, Any], allow_changes: bool) -> None:

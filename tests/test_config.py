@@ -162,6 +162,7 @@ def test_kl_clamp_is_off_by_default_on_in_the_verl_reproductions_and_positive_wh
         (["grpo.policy_loss=gpg", "grpo.importance_sampling_level=sequence"], "policy_loss=gpg has no sequence-level"),
         (["grpo.importance_sampling_level=batch"], "grpo.importance_sampling_level='batch'"),
         (["grpo.kl_loss_type=low_var_kl"], "verl's low_var_kl is k3 with grpo.kl_clamp=10"),
+        (["grpo.kl_loss_type=k1", "grpo.kl_clamp=10"], "grpo.kl_clamp=10.0: expected null with grpo.kl_loss_type=k1"),
         (["grpo.top_entropy_quantile=1.5"], "grpo.top_entropy_quantile=1.5: expected 0 <= value <= 1"),
         (["grpo.multi_objective_aggregation=gdpo"], "grpo.multi_objective_aggregation='gdpo'"),
         (

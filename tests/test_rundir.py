@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import copy
+from dataclasses import asdict
+
 import pytest
 import torch
 
+from medzero_pl.config import Config
+from medzero_pl.data.mixing import DataSource
 from medzero_pl.rundir import (
     RunDirectoryError,
     RunLock,
@@ -82,6 +87,24 @@ def test_a_checkpoint_from_before_model_attn_implementation_resumes_under_any_at
         resume_differences({"model": {"attn_implementation": "sdpa"}}, {"model": {"attn_implementation": "eager"}})
         == []
     )
+
+
+def test_a_setting_newer_than_the_checkpoint_counts_only_when_set_away_from_its_default():
+    # A checkpoint written before grpo.policy_loss, grpo.kl_loss_type, rollout.off_policy_floor and DataSource.difficulty
+    # existed: today's defaults are what that code did, so it resumes; a non-default value is a change, by name.
+    current = {name: asdict(getattr(Config(), name)) for name in ("model", "grpo", "optim", "rollout", "data")}
+    current["seed"] = 0
+    current["data"]["sources"] = [asdict(DataSource(path="a.jsonl", format="medqa"))]
+    saved = copy.deepcopy(current)
+    del saved["grpo"]["policy_loss"], saved["grpo"]["kl_loss_type"], saved["rollout"]["off_policy_floor"]
+    del saved["data"]["sources"][0]["difficulty"]
+    assert resume_differences(saved, current) == []
+    current["grpo"]["policy_loss"] = "cispo"
+    current["rollout"]["off_policy_floor"] = 0.5
+    current["data"]["sources"][0]["difficulty"] = 1.0
+    diffs = resume_differences(saved, current)
+    assert diffs[:2] == ["grpo.policy_loss: '<absent>' -> 'cispo'", "rollout.off_policy_floor: '<absent>' -> 0.5"]
+    assert [d.split(":")[0] for d in diffs[2:]] == ["data.sources"]  # list items are reported as the whole list
 
 
 def test_a_held_lock_refuses_a_second_owner_until_released(tmp_path):

@@ -7,10 +7,14 @@ With `d = log pi_ref(y_t) - log pi(y_t)` on a sampled token (Schulman, "Approxim
     k3  = exp(d) - d - 1     unbiased, >= 0; gradient of the reverse KL         TRL, the GRPO paper; verl `low_var_kl`
     abs = |d|                                                                    verl `abs`
 
-Anchors: TRL 1.16 `GRPOTrainer._compute_loss` (k3, unclamped); verl `kl_penalty` (`trainer/ppo/core_algos.py`),
-whose `low_var_kl` (also spelled `k3`) is k3 with `d` clamped to [-20, 20] and the estimate to [-10, 10]:
-`kl_penalty(..., "k3", clamp=10)`. verl's `full` (KL of the whole next-token distributions) needs every logit, not
-the sampled tokens' log-probs, and is not offered; nor are verl's straight-through `+` variants.
+Anchors: TRL 1.16 `GRPOTrainer._compute_loss` (k3, unclamped); verl `kl_penalty_forward` (`trainer/ppo/core_algos.py`
+L1867-1902 at b178a3cd). verl's k1, k2 and abs are the plain formulas; its `low_var_kl`, also spelled `k3`, is k3
+with `d` clamped to [-20, 20] and the estimate to [-10, 10], i.e. `kl_penalty(..., "k3", clamp=10)` here: verl has
+no unclamped k3, TRL no clamped one. verl's `full` (KL of the whole next-token distributions) needs every logit, not
+the sampled tokens' log-probs, and is not offered. Nor are verl's straight-through `+` variants (`kl_penalty`,
+L1841-1864: the value of the named estimator, the gradient of k2): their gradient is `k2`'s, so `k2` trains the same
+way and only the logged `kl` differs (and, under `use_bias_correction_kl`, the ratio's gradient, which is
+proportional to the KL value).
 """
 
 from collections.abc import Callable
@@ -45,14 +49,19 @@ KL_ESTIMATORS: dict[str, Callable[[Tensor], Tensor]] = {"k1": k1, "k2": k2, "k3"
 def kl_penalty(logp: Tensor, ref_logp: Tensor, kl_loss_type: str = "k3", clamp: float | None = None) -> Tensor:
     """Per-token KL estimate `KL_ESTIMATORS[kl_loss_type]`.  `(B, T), (B, T) -> (B, T)`.
 
-    `clamp` reproduces verl's `low_var_kl`: `d` is first clamped to [-20, 20] (verl's guard against `exp` overflow)
-    and the estimate to [-clamp, clamp] (verl: 10), so one token far from the reference adds at most `clamp` and no
-    gradient. None (TRL) clamps nothing.
+    `clamp` reproduces verl's `low_var_kl` and is k3's only: `d` is first clamped to [-20, 20] (verl's guard against
+    `exp` overflow) and the estimate to [-clamp, clamp] (verl: 10), so one token far from the reference adds at most
+    `clamp` and no gradient. None (TRL) clamps nothing. verl clamps no other estimator, so a clamp with another one
+    is refused rather than silently giving a KL that neither TRL nor verl computes.
     """
     if kl_loss_type not in KL_ESTIMATORS:
         raise ValueError(f"unknown kl_loss_type {kl_loss_type!r}; valid: {', '.join(KL_ESTIMATORS)}")
     if clamp is not None and not clamp > 0:
         raise ValueError(f"kl_clamp={clamp} must be None or > 0")
+    if clamp is not None and kl_loss_type != "k3":
+        raise ValueError(
+            f"kl_clamp={clamp} with kl_loss_type {kl_loss_type!r}: expected None (verl clamps only low_var_kl, i.e. k3)"
+        )
     estimator = KL_ESTIMATORS[kl_loss_type]
     delta = ref_logp - logp
     if clamp is None:

@@ -22,6 +22,12 @@ Departures from TRL:
 - `use_bias_correction_kl` is off by default (TRL: on), so the default loss stays the GRPO paper's.
 - Not ported: `clip_ratio/low_min|high_max`, `off_policy_mask_threshold` (DeepSeek-V3.2 sequence masking), adaptive
   entropy control.
+
+verl's `agg_loss` (`core_algos.py` L1025-1080 at b178a3cd) names the same aggregations differently: `token-mean`
+with its global batch info is `dapo` (without it, `bnpo`), `seq-mean-token-mean` is `grpo`, `seq-mean-token-sum` is
+`luspo`, and `seq-mean-token-sum-norm` is `dr_grpo` up to a factor (see each function). Its `seq-mean-*` modes leave
+a sequence whose mask is all 0 (e.g. a truncated completion under `mask_truncated_completions`) out of the mean;
+TRL, and so this module, count it as a sequence with loss 0.
 """
 
 from collections.abc import Callable, Collection, Mapping
@@ -67,7 +73,11 @@ def aggregate_grpo(
     max_completion_length: int | None = None,
     num_active_tokens: Tensor | int | None = None,
 ) -> Tensor:
-    """GRPO paper: mean over sequences of each sequence's token mean (long completions get less weight per token)."""
+    """GRPO paper: mean over sequences of each sequence's token mean (long completions get less weight per token).
+
+    verl's `seq-mean-token-mean` (L1065-1071), except that verl leaves fully masked rows out of the mean (TRL and
+    this function count them with loss 0); it is the aggregation verl's `gspo` and `sapo` always use.
+    """
     per_seq = (per_token_loss * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)  # (B,)
     return per_seq.mean()
 
@@ -90,7 +100,12 @@ def aggregate_dr_grpo(
     max_completion_length: int | None = None,
     num_active_tokens: Tensor | int | None = None,
 ) -> Tensor:
-    """Dr. GRPO: token sum over `rows * max_completion_length`, a constant, so no length bias."""
+    """Dr. GRPO: token sum over `rows * max_completion_length`, a constant, so no length bias.
+
+    verl's `seq-mean-token-sum-norm` (L1072-1077) divides the token sum by `loss_scale_factor` alone (default: the
+    padded response length), not by the rows too, so its loss of a micro-batch is `rows` times this one: the same
+    direction, a learning rate `rows` times larger.
+    """
     if max_completion_length is None:
         raise ValueError("loss_type 'dr_grpo' needs max_completion_length")
     return (per_token_loss * mask).sum() / (per_token_loss.size(0) * max_completion_length)
@@ -105,7 +120,9 @@ def aggregate_dapo(
 ) -> Tensor:
     """DAPO token-level loss: token sum over the active tokens of the whole batch, not just this micro-batch.
 
-    Summed over micro-batches it is the token mean of the whole batch, whatever the split (TRL's default loss).
+    Summed over micro-batches it is the token mean of the whole batch, whatever the split (TRL's default loss, and
+    verl's `token-mean` with its global batch info, L1055-1058: the micro-batch's token sum over the active tokens of
+    the global batch, times the data-parallel size that the gradient average across ranks divides out again).
     """
     if num_active_tokens is None:
         raise ValueError("loss_type 'dapo' needs num_active_tokens (active tokens of the whole generation batch)")
@@ -123,7 +140,8 @@ def aggregate_luspo(
     """LUSPO (length-unbiased sequence policy optimisation): mean over sequences of each sequence's token *sum*.
 
     With a sequence-level ratio (GSPO) every token of a sequence carries the same loss, so this scales each
-    sequence's loss by its length. TRL 1.16 `loss_type="luspo"`; verl's `seq-mean-token-sum`.
+    sequence's loss by its length. TRL 1.16 `loss_type="luspo"`; verl's `seq-mean-token-sum` (L1059-1064), except
+    that verl leaves fully masked rows out of the mean (TRL and this function count them with loss 0).
     """
     return (per_token_loss * mask).sum(-1).mean()
 

@@ -19,8 +19,17 @@ sequence-level ratio, which the aggregation broadcasts over the sequence's token
 The importance ratio `r = exp(log w)` is taken at `importance_sampling_level` (`IMPORTANCE_SAMPLING_LEVELS`):
 `token`, `log w_t = logp_t - old_logp_t`; `sequence` (GSPO, Zheng et al. 2025, arXiv 2507.18071), one weight per
 sequence, `log w = mean_t (logp_t - old_logp_t)` over its tokens. The GSPO paper's objective is `vanilla` at
-sequence level aggregated as `grpo`; verl's `gspo` loss mode builds the same value and gradient per token as
-`sg(w) * pi_t / sg(pi_t)` (checked in `tests/grpo/test_objectives.py`), and additionally clamps `log w` at 10.
+sequence level aggregated as `grpo`. verl's `gspo` loss mode builds the same value and gradient per token as
+`sg(w) * pi_t / sg(pi_t)`, clipped without a dual clip, and always aggregates it as `seq-mean-token-mean` (our
+`grpo`), whatever its `loss_agg_mode` says (checked in `tests/grpo/test_verl_parity.py`). It also clamps `log w`
+at 10, where the gradient stops; that changes anything only for a sequence with A < 0 whose mean log-ratio exceeds
+10 and no `delta`.
+
+verl references are to `verl/trainer/ppo/core_algos.py` at commit b178a3cd (January 2026), read line by line;
+`tests/grpo/test_verl_parity.py` pins each formula on hand-computed numbers. verl clamps `log r` to [-20, 20] in
+`vanilla`, `cispo` and `sapo` (not in `gpg`, `clip_cov`, `kl_cov`); TRL clamps nothing and neither do we: `old_logp`
+here is the trainer's own log-prob of the batch (the sampler's enters through `is_weights` only), so `|log r| > 20`
+would take a policy that moved by a factor e^20 within one generation batch.
 """
 
 from __future__ import annotations
@@ -133,8 +142,11 @@ def vanilla(
 
     `delta` bounds the ratio of a negative-advantage token, whose clipped loss `-A max(r, clip(r))` is otherwise
     unbounded: TRL's two-sided clipping (`delta`, INTELLECT-2) and verl's dual-clip (`clip_ratio_c`, Ye et al. 2020,
-    default 3) give the same loss when `delta >= 1 + epsilon_high`. None: no bound (TRL's default; verl always
-    dual-clips). verl also clamps `log r` to [-20, 20]; TRL does not, and neither do we.
+    default 3; `compute_policy_loss_vanilla` L1229-1235) give the same loss and gradient when
+    `delta >= 1 + epsilon_high`. Below that they differ and we keep TRL's: for A < 0, TRL's loss is
+    `-A max(min(r, delta), clip(r))` and verl's `-A min(c, max(r, clip(r)))`. None: no bound (TRL's default; verl
+    always dual-clips, so `delta=3` reproduces verl's default). verl also clamps `log r` to [-20, 20] (L1212); see the
+    module docstring for why we do not.
     """
     if delta is not None and not delta > 1:
         raise ValueError(f"delta={delta}: expected > 1 (verl asserts clip_ratio_c > 1; TRL recommends > 1 + epsilon)")
@@ -163,6 +175,12 @@ def cispo(
 
     Anchor: TRL 1.16 `GRPOTrainer._compute_loss`, `loss_type == "cispo"` (TRL aggregates it as `dapo`). As in TRL,
     `epsilon_high` is the cap itself, not `1 + epsilon`: ScaleRL recommends 5.0.
+
+    verl's `cispo` (`compute_policy_loss_cispo`, L1722-1779) weighs by `sg(clip(r, 1 - clip_ratio_low,
+    1 + clip_ratio_high))`, two-sided around 1 as in the MiniMax-M1 paper, token level only, `log r` clamped to
+    [-20, 20], aggregated by its `loss_agg_mode`. Its floor gives a token with `r < 1 - clip_ratio_low` the weight
+    `1 - clip_ratio_low` instead of `r`; the two agree when verl's `clip_ratio_low >= 1` (no floor) and
+    `epsilon_high = 1 + clip_ratio_high`. We keep TRL's, which `tests/grpo/test_trl_parity.py` checks.
     """
     if not epsilon_high >= 1:
         raise ValueError(
@@ -191,7 +209,10 @@ def sapo(
         loss = -(4 / tau) sigmoid(tau (r - 1)) A,   tau = sapo_temperature_pos if A > 0 else sapo_temperature_neg
 
     At r = 1 its gradient is the policy gradient `-A grad r`; away from 1 it fades instead of stopping.
-    Anchor: TRL 1.16 `GRPOTrainer._compute_loss`, `loss_type == "sapo"` (TRL aggregates it as `grpo`).
+    Anchor: TRL 1.16 `GRPOTrainer._compute_loss`, `loss_type == "sapo"` (TRL aggregates it as `grpo`). verl's `sapo`
+    (`compute_policy_loss_sapo`, L1330-1411) is the same gate with the same defaults (`tau_pos` 1.0, `tau_neg` 1.05 in
+    its `ActorConfig`), at token level only, with `log r` clamped to [-20, 20], and always aggregated as
+    `seq-mean-token-mean` (our `grpo`).
     """
     if not (sapo_temperature_pos > 0 and sapo_temperature_neg > 0):
         raise ValueError(f"sapo temperatures {sapo_temperature_pos}, {sapo_temperature_neg}: expected > 0")
@@ -264,9 +285,11 @@ def gpg(
 
         loss = -A logp
 
-    Anchor: verl `compute_policy_loss_gpg` (loss mode `gpg`). Its gradient equals `vanilla`'s when every batch is
-    used once (mu = 1, r = 1); with mu > 1 nothing keeps the policy near the sampler. GPG's advantage correction
-    (rescaling by the share of groups with a signal) is not part of the objective, in verl either.
+    Anchor: verl `compute_policy_loss_gpg` (loss mode `gpg`, L1415-1447), aggregated by its `loss_agg_mode`. Its
+    gradient equals `vanilla`'s when every batch is used once (mu = 1, r = 1); with mu > 1 nothing keeps the policy
+    near the sampler. GPG's advantage is verl's separate `gpg` advantage estimator (`compute_gpg_outcome_advantage`,
+    L658-717): `alpha (r - group mean)`, no std division, `alpha = batch size / number of nonzero rewards` (one
+    factor per batch). It is not offered here; `grpo.scale_rewards=none` gives the same advantages without `alpha`.
     """
     return ObjectiveOutput(weighted(-advantages * logp, is_weights), {})
 
@@ -300,9 +323,12 @@ def clip_cov(
                   active, not already clipped tokens with clip_cov_lb < cov_t < clip_cov_ub
         loss_t  = -min(r_t A, clip(r_t) A) * (0 if t chosen else 1)
 
-    Anchor: verl `compute_policy_loss_clip_cov` (loss mode `clip_cov`; defaults 0.0002, 1, 5; clip range verl's
-    `clip_ratio_low/high`, here `epsilon_low/high`). Token-level ratio only. The draw uses torch's global generator,
-    as verl's `torch.randperm`, so a seeded run repeats it.
+    Anchor: verl `compute_policy_loss_clip_cov` (loss mode `clip_cov`, L1451-1552; defaults 0.0002, 1, 5; clip range
+    verl's `clip_ratio_low/high`, here `epsilon_low/high`; no dual clip and no `log r` clamp). Token-level ratio only.
+    The chosen tokens' loss is multiplied by 0 (value and gradient), as verl's `corr` does. The draw is verl's: one
+    `torch.randperm` over the candidates in row-major order, on torch's global CPU generator, none when there is no
+    candidate, so a seeded run repeats it. verl logs the chosen share as `actor/pg_clipfrac`, here
+    `clip_cov/detached_frac`.
     """
     if not clip_cov_ratio > 0 or not clip_cov_lb < clip_cov_ub:
         raise ValueError(
@@ -341,7 +367,10 @@ def kl_cov(
         top    = the max(1, floor(kl_cov_ratio * active tokens)) active tokens of largest cov_t
         loss_t = -r_t A + (ppo_kl_coef |log r_t| if t in top else 0)
 
-    Anchor: verl `compute_policy_loss_kl_cov` (loss mode `kl_cov`; defaults 0.0002 and 1). Token-level ratio only.
+    Anchor: verl `compute_policy_loss_kl_cov` (loss mode `kl_cov`, L1556-1632; no clip, no `log r` clamp). Token-level
+    ratio only. Defaults: `kl_cov_ratio` 0.0002 as verl; `ppo_kl_coef` 1, the fallback in `core_algos` (L1592) and the
+    value the paper's verl recipes set, whereas verl's `PolicyLossConfig` defaults it to 0.1: set 0.1 to match a verl
+    run that leaves it unset.
     """
     if not kl_cov_ratio > 0:
         raise ValueError(f"kl_cov_ratio={kl_cov_ratio}: expected > 0")

@@ -15,6 +15,8 @@ def test_k3_kl_hand_computed():
 
 
 def test_k3_kl_clamp_reproduces_verl_low_var_kl():
+    """verl `kl_penalty_forward`, `low_var_kl`/`k3` (core_algos.py L1890-1896 at b178a3cd): d = ref - logp clamped to
+    [-20, 20], exp(d) - d - 1, clamped to [-10, 10]."""
     # d = ref - logp. d = -ln 2 -> 0.5 + ln 2 - 1 (unclamped); d = 12 -> e^12 - 13 > 10 -> 10; d = -30 -> d is first
     # clamped to -20 (verl's exp guard), e^-20 + 19 > 10 -> 10. Without a clamp the last two stay large.
     logp = torch.tensor([LN(0.5), 0.0, -1.0], requires_grad=True)
@@ -44,12 +46,19 @@ def test_kl_estimators_hand_computed(kl_loss_type, value, gradient):
     torch.testing.assert_close(grad, torch.tensor(gradient))
 
 
-def test_the_clamp_bounds_every_estimator_and_unknown_names_raise():
+def test_the_clamp_is_k3s_only_as_in_verl_and_unknown_names_raise():
+    """verl `kl_penalty_forward` (core_algos.py L1867-1902 at b178a3cd) returns `kl`/`k1` (L1879-1880), `abs`
+    (L1882-1883) and `mse`/`k2` (L1885-1886) unclamped and clamps only `low_var_kl`/`k3` (L1890-1896): at d = +-30,
+    verl's k1 is -+30, not a clamped -+20 or -+c. A clamp with another estimator is refused, not applied."""
     logp, ref = torch.tensor([0.0, 0.0]), torch.tensor([30.0, -30.0])
     assert set(KL_ESTIMATORS) == {"k1", "k2", "k3", "abs"}
-    for name in KL_ESTIMATORS:
-        assert kl_penalty(logp, ref, name, clamp=5.0).abs().max() <= 5.0, name
-    torch.testing.assert_close(kl_penalty(logp, ref, "k1", clamp=25.0), torch.tensor([-20.0, 20.0]))  # d within 20
+    torch.testing.assert_close(kl_penalty(logp, ref, "k1"), torch.tensor([-30.0, 30.0]))  # verl's kl: logp - ref
+    torch.testing.assert_close(kl_penalty(logp, ref, "k2"), torch.tensor([450.0, 450.0]))  # verl's mse
+    torch.testing.assert_close(kl_penalty(logp, ref, "abs"), torch.tensor([30.0, 30.0]))
+    torch.testing.assert_close(kl_penalty(logp, ref, "k3", clamp=5.0), torch.tensor([5.0, 5.0]))
+    for name in ("k1", "k2", "abs"):
+        with pytest.raises(ValueError, match=f"kl_clamp=5.0 with kl_loss_type '{name}': expected None"):
+            kl_penalty(logp, ref, name, clamp=5.0)
     with pytest.raises(ValueError, match="unknown kl_loss_type 'low_var_kl'; valid: k1, k2, k3, abs"):
         kl_penalty(logp, ref, "low_var_kl")
     with pytest.raises(ValueError, match="kl_clamp=0.0"):

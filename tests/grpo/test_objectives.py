@@ -1,4 +1,5 @@
-"""Each policy objective on hand-computed numbers; TRL's are also checked against TRL itself in test_trl_parity.py."""
+"""Each policy objective on hand-computed numbers; TRL's are also checked against TRL itself in test_trl_parity.py,
+verl's against verl's source in test_verl_parity.py."""
 
 import math
 
@@ -6,7 +7,7 @@ import pytest
 import torch
 
 from medzero_pl.grpo import AGGREGATIONS, POLICY_LOSSES, objective_settings
-from medzero_pl.grpo.objectives import IMPORTANCE_SAMPLING_LEVELS, clipped_surrogate
+from medzero_pl.grpo.objectives import IMPORTANCE_SAMPLING_LEVELS
 
 LN = math.log
 SHARED = {"importance_sampling_level": "token", "epsilon_low": 0.2, "epsilon_high": 0.28}
@@ -55,51 +56,6 @@ def test_vanilla_delta_bounds_the_loss_of_a_negative_advantage_token():
     torch.testing.assert_close(plain.per_token_loss[0, 3], torch.tensor(5.0))
     with pytest.raises(ValueError, match="delta=0.9: expected > 1"):
         run("vanilla", logp, torch.zeros(2, 4), adv, mask, delta=0.9)
-
-
-def test_vanilla_with_delta_is_verls_dual_clip_when_delta_exceeds_the_clip_range():
-    # verl compute_policy_loss_vanilla: where(A < 0, min(-A c, max(-A r, -A clip(r))), max(-A r, -A clip(r))).
-    g = torch.Generator().manual_seed(0)
-    ratio = torch.empty(8, 16).uniform_(0.1, 6.0, generator=g)
-    adv = torch.randn(8, 1, generator=g)
-    c = 3.0
-    unclipped, clipped = -adv * ratio, -adv * ratio.clamp(0.8, 1.28)
-    clip1 = torch.maximum(unclipped, clipped)
-    verl = torch.where(adv < 0, torch.min(-adv * c, clip1), clip1)
-    torch.testing.assert_close(clipped_surrogate(ratio, adv, 0.2, 0.28, delta=c), verl)
-
-
-@pytest.mark.parametrize("aggregation", ["grpo", "bnpo"])
-def test_sequence_level_vanilla_is_verls_gspo_construction_in_value_and_gradient(aggregation):
-    # verl compute_policy_loss_gspo: per-token ratio sg(w) * pi_t / sg(pi_t), clipped, then aggregated.
-    g = torch.Generator().manual_seed(1)
-    logp = (torch.randn(6, 5, generator=g) - 2).requires_grad_(True)
-    old = logp.detach() + 3e-3 * torch.randn(6, 5, generator=g)
-    mask = torch.ones(6, 5)
-    mask[1, 3:] = mask[4, 1:] = 0
-    adv = torch.randn(6, 1, generator=g)
-    old = old * mask
-    verl_logp = logp * mask
-    seq = ((verl_logp - old) * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)
-    verl_ratio = torch.exp(verl_logp - verl_logp.detach() + seq.detach().unsqueeze(-1))
-    eps_low, eps_high = 3e-4, 4e-4  # GSPO's clip range
-    verl = torch.maximum(-adv * verl_ratio, -adv * verl_ratio.clamp(1 - eps_low, 1 + eps_high))
-    verl_loss = AGGREGATIONS[aggregation](verl, mask)
-    ours = run(
-        "vanilla",
-        logp * mask,
-        old,
-        adv,
-        mask,
-        importance_sampling_level="sequence",
-        epsilon_low=eps_low,
-        epsilon_high=eps_high,
-    )
-    assert ours.per_token_loss.shape == (6, 1)
-    our_loss = AGGREGATIONS[aggregation](ours.per_token_loss, mask)
-    assert 0 < ours.metrics["clip_ratio/region_mean"] < 1  # some sequences clip, some do not
-    torch.testing.assert_close(our_loss, verl_loss)
-    torch.testing.assert_close(grad(our_loss, logp), grad(verl_loss, logp))
 
 
 def test_cispo_caps_the_detached_weight_so_every_token_keeps_its_gradient():
