@@ -12,15 +12,18 @@ Clip-higher (`epsilon_high > epsilon_low`) is from DAPO (Yu et al. 2025); the k3
 
 Departures from TRL:
 - No accumulation or world-size factors. TRL divides `grpo`/`bnpo`/`dr_grpo` by the gradient-accumulation steps, and
-  folds `num_processes * grad_accum / steps_per_generation` into the `dapo` normaliser. Lightning already divides the
-  loss by `accumulate_grad_batches` and DDP averages ranks, so for `dapo` the caller passes
-  `num_active_tokens = active tokens of one optimizer step (all micro-batches, all ranks)
-  / (accumulate_grad_batches * world_size)`, the same normaliser TRL computes.
+  folds `num_processes * grad_accum / steps_per_generation` into the `dapo` normaliser. Here the caller does both:
+  `GRPOModule._optimise` backpropagates each micro-batch's loss divided by the number of micro-batches of the
+  generation batch (one optimizer step per generation batch, no Lightning accumulation) and DDP averages ranks, so
+  for `dapo` it passes `num_active_tokens = active tokens of the generation batch (all ranks)
+  / (world_size * micro-batches)`, the same normaliser TRL computes.
 - Positions outside `mask` have their log-probs zeroed before any arithmetic (TRL's fused LM head already returns 0
   there), so a padded token's log-prob can never push `exp` to inf and turn a masked product into NaN.
-- Metrics are masked means over this micro-batch; TRL reduces numerator and count across ranks first. Not ported:
-  `clip_ratio/low_min|high_max`, sequence-level importance sampling, `delta` two-sided clipping, the KL bias
-  correction, vLLM importance-sampling correction, off-policy masking, high-entropy token masking.
+- Metrics are masked means over this micro-batch; TRL reduces numerator and count across ranks first.
+- The vLLM importance-sampling correction (truncated, per token or sequence) is not a term here: `correction.py`
+  scales the advantages passed in. Not ported: `clip_ratio/low_min|high_max`, sequence-level importance ratios
+  (GSPO), `delta` two-sided clipping, the KL bias correction, importance-sampling masking modes, off-policy masking,
+  high-entropy token masking.
 """
 
 from collections.abc import Callable, Collection
