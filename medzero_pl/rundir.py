@@ -118,9 +118,13 @@ def check_writable(run_dir: str | Path) -> None:
         raise RunDirectoryError(f"cannot write checkpoints to {folder}: {err.strerror or err}") from None
 
 
-def resume_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
-    """Settings that differ between a checkpoint and this run and change the data stream or the objective."""
-    old, new = _flatten(saved), _flatten(current)
+def resume_differences(
+    saved: Mapping[str, Any], current: Mapping[str, Any], renamed: Mapping[str, str] | None = None
+) -> list[str]:
+    """Settings that differ between a checkpoint and this run and change the data stream or the objective; `renamed`
+    maps keys the checkpoint may hold under an old name to their current name."""
+    old = {(renamed or {}).get(k, k): v for k, v in _flatten(saved).items()}
+    new = _flatten(current)
     changed = sorted(k for k in old.keys() & new.keys() if old[k] != new[k])
     changed += sorted(k for k in old.keys() ^ new.keys() if not k.startswith(("rewards.", "data.sources.")))
     if any(k.startswith("rewards.") for k in old.keys() ^ new.keys()):
@@ -135,11 +139,13 @@ def resume_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> 
     return diffs
 
 
-def check_resume_compatible(ckpt_path: str | Path, current: Mapping[str, Any], allow_changes: bool) -> None:
+def check_resume_compatible(
+    ckpt_path: str | Path, current: Mapping[str, Any], allow_changes: bool, renamed: Mapping[str, str] | None = None
+) -> None:
     """Refuse to resume when the checkpoint was trained with another data stream or objective."""
     header = read_checkpoint_header(ckpt_path)
     saved = {**header.get("hyper_parameters", {}), **header.get("datamodule_hyper_parameters", {})}
-    diffs = resume_differences(saved, current)
+    diffs = resume_differences(saved, current, renamed)
     if not diffs:
         return
     listing = "; ".join(diffs)

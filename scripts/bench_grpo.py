@@ -418,7 +418,7 @@ def run_trl(args: argparse.Namespace, prepared: dict[str, Any], workdir: Path) -
 
         from trl.generation import vllm_generation
 
-        from medzero_pl.rollout import CPU_KV_CACHE_GIB
+        from medzero_pl.rollout.vllm import CPU_KV_CACHE_GIB
 
         # TRL builds its LLM without a KV-cache size (on CPU, gpu_memory_utilization reserves that share of the RAM):
         # give it medzero_pl's. Its dtype stays TRL's ("auto": bf16 on CPU), because TRL's weight sync (the model's
@@ -522,10 +522,10 @@ def run_rollout(args: argparse.Namespace, prepared: dict[str, Any], workdir: Pat
     """Tokens/s of one engine (`--worker-engine`) at each of --batch-sizes rows, every completion exactly
     --max-new-tokens long. vLLM's prefix cache is emptied before each timed call (within a call the G rows of a
     prompt share it, as in training, where every weight sync empties it)."""
-    from medzero_pl.config import RolloutConfig
     from medzero_pl.models import load_causal_lm, resolve_model
     from medzero_pl.rollout import build_engine
     from medzero_pl.rollout.base import SamplingParams
+    from medzero_pl.rollout.config import RolloutConfig
 
     started = time.perf_counter()
     name = args.worker_engine

@@ -94,8 +94,23 @@ def test_bad_settings_fail_at_start_up(override, message):
 
 def test_all_problems_are_reported_together():
     with pytest.raises(ConfigError) as err:
-        compose(["grpo.num_generations=1", "grpo.loss_type=ppo"])
-    assert "at least 2" in str(err.value) and "ppo" in str(err.value)
+        compose(["grpo.num_generations=1", "grpo.epsilon_high=-1", "data.val_fraction=1.5"])
+    assert "at least 2" in str(err.value) and "grpo.epsilon_high" in str(err.value) and "val_fraction" in str(err.value)
+    with pytest.raises(ConfigError) as err:  # the schema's own refusals, every bad override at once
+        compose(["grpo.loss_type=ppo", "grpo.num_generations=many", "grpo.num_generation=3"])
+    assert "ppo" in str(err.value) and "many" in str(err.value) and "grpo.num_generation'" in str(err.value)
+
+
+def test_a_choice_field_names_its_key_and_its_allowed_values_on_one_line():
+    with pytest.raises(ConfigError) as err:
+        compose(["grpo.loss_type=ppo"])
+    assert str(err.value) == (
+        "override 'grpo.loss_type=ppo': grpo.loss_type='ppo': expected one of grpo | bnpo | dr_grpo | dapo"
+    )
+    with pytest.raises(ConfigError, match=r"logging.wandb='maybe': expected one of auto \| online"):
+        compose(["logging.wandb=maybe"])
+    with pytest.raises(ConfigError, match=r"trainer.precision='bf15-mixed': expected one of .*bf16-mixed"):
+        compose(["trainer.precision=bf15-mixed"])
 
 
 def test_print_config_prints_the_resolved_yaml_and_exits(capsys):
@@ -108,6 +123,7 @@ def test_help_lists_every_field_with_its_meaning(capsys):
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
     assert "grpo.num_generations=4" in out and "a group" in out.lower()
+    assert "One of: grpo | bnpo | dr_grpo | dapo." in out  # a choice field's values come from its registry
 
 
 def test_bad_override_exits_with_a_message_not_a_traceback(capsys):

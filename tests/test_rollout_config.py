@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from medzero_pl.config import ConfigError, RolloutConfig, compose
+from medzero_pl.config import ConfigError, compose
 from medzero_pl.module import GRPOModule
-from medzero_pl.rollout import HFRolloutEngine
+from medzero_pl.rollout import ENGINES, HFRolloutEngine, RolloutConfig
 from tests.toy_task import toy_overrides
 
 
@@ -25,8 +25,8 @@ def test_the_schema_defaults_to_hf_the_demo_run_to_vllm_and_the_module_builds_hf
     ("override", "message"),
     [
         ({"rollout.engine": "sglang"}, "rollout.engine='sglang'"),
-        ({"rollout.off_policy_correction": "token_mask"}, "rollout.off_policy_correction='token_mask'"),
-        ({"rollout.off_policy_cap": 0.5}, "rollout.off_policy_cap=0.5"),
+        ({"grpo.off_policy_correction": "token_mask"}, "grpo.off_policy_correction='token_mask'"),
+        ({"grpo.off_policy_cap": 0.5}, "grpo.off_policy_cap=0.5"),
         ({"rollout.engine": "vllm", "rollout.max_model_len": 64}, "rollout.max_model_len=64 < data.max_prompt_length"),
         ({"rollout.engine": "vllm", "grpo.temperature": 2.5}, "temperatures up to 2"),
         ({"rollout.engine": "vllm", "rollout.gpu_memory_utilization": 1.5}, "rollout.gpu_memory_utilization=1.5"),
@@ -36,6 +36,19 @@ def test_the_schema_defaults_to_hf_the_demo_run_to_vllm_and_the_module_builds_hf
 def test_rollout_settings_that_cannot_work_are_rejected(toy, tmp_path, override, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(".", r"\.")):
         compose(toy_overrides(toy, tmp_path, **override))
+
+
+@pytest.mark.parametrize("name", ["off_policy_correction", "off_policy_cap"])
+def test_the_importance_sampling_keys_moved_to_grpo_and_the_old_key_names_the_new_one(toy, tmp_path, name):
+    with pytest.raises(ConfigError, match=rf"'rollout\.{name}' is now 'grpo\.{name}'"):
+        compose(toy_overrides(toy, tmp_path, **{f"rollout.{name}": "token"}))
+
+
+def test_every_registered_engine_is_a_choice_of_the_config_and_unknown_ones_name_the_choices(toy, tmp_path):
+    for name in ENGINES:
+        assert compose(toy_overrides(toy, tmp_path, **{"rollout.engine": name})).rollout.engine == name
+    with pytest.raises(ConfigError, match="rollout.engine='sglang': expected one of " + " \\| ".join(ENGINES)):
+        compose(toy_overrides(toy, tmp_path, **{"rollout.engine": "sglang"}))
 
 
 def test_the_hf_engine_accepts_weight_updates_and_sleep_as_no_ops(toy, tmp_path):

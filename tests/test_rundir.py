@@ -44,6 +44,16 @@ def test_only_settings_that_change_the_stream_or_objective_count_as_differences(
     assert resume_differences(saved, changed) == ["grpo.num_generations: 8 -> 4", "seed: 0 -> 1"]
 
 
+def test_a_setting_saved_under_its_old_name_compares_under_its_new_one():
+    saved = {"rollout": {"engine": "vllm", "off_policy_cap": 2.0}, "grpo": {"beta": 0.0}}
+    current = {"rollout": {"engine": "vllm"}, "grpo": {"beta": 0.0, "off_policy_cap": 2.0}}
+    renamed = {"rollout.off_policy_cap": "grpo.off_policy_cap"}
+    assert resume_differences(saved, current, renamed) == []
+    assert resume_differences(saved, {**current, "grpo": {"beta": 0.0, "off_policy_cap": 3.0}}, renamed) == [
+        "grpo.off_policy_cap: 2.0 -> 3.0"
+    ]
+
+
 def test_a_held_lock_refuses_a_second_owner_until_released(tmp_path):
     first = RunLock(tmp_path)
     first.acquire()

