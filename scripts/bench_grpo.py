@@ -358,7 +358,7 @@ def run_medzero(args: argparse.Namespace, prepared: dict[str, Any], workdir: Pat
             if args.fixed_length:
                 force_length(engine, args.max_new_tokens)
             engine.generate = clock.wrap("generate", engine.generate, record)
-            pl_module.reward_set = clock.wrap("score", pl_module.reward_set)
+            pl_module.reward_set.score = clock.wrap("score", pl_module.reward_set.score)
             # WeightSync (on_train_batch_start) and module.sync_weights both push through engine.update_weights; the
             # iterator it consumes gathers the parameters lazily, so the gather is inside this phase too.
             engine.update_weights = clock.wrap("sync", engine.update_weights)
