@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 
+from jsonargparse import set_parsing_settings
 from lightning.pytorch.cli import LightningCLI
 
 from medzero_pl.data.datamodule import MedZeroDataModule
@@ -30,6 +31,8 @@ def _tokenizer_of(module: GRPOModule) -> str:
 
 
 def main(args: list[str] | None = None) -> MedZeroCLI:
+    # `--model.grpo.help GRPOConfig` (and every other settings class) shows each field's docstring, as `fit --help`.
+    set_parsing_settings(docstring_parse_attribute_docstrings=True)
     return MedZeroCLI(
         GRPOModule,
         MedZeroDataModule,

@@ -10,6 +10,7 @@ import os
 import sys
 import traceback
 from collections.abc import Callable
+from typing import Any
 
 USAGE_EXIT = 2
 
@@ -27,3 +28,12 @@ def report_user_errors(run: Callable[[], int]) -> int:
             traceback.print_exc()
         print(f"error: {err}", file=sys.stderr)
         return USAGE_EXIT
+
+
+class ConfigError(UserError):
+    """A configuration problem, worded for the person who typed the override."""
+
+
+def expect(ok: bool, key: str, value: Any, expected: str) -> list[str]:
+    """No problem when `ok`, else the one line `key=value: expected ...` that configuration checks collect."""
+    return [] if ok else [f"{key}={value!r}: expected {expected}"]

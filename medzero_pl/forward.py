@@ -1,6 +1,6 @@
 """The training forward pass: per-token log-probs (and entropies) of completions given their prompts.
 
-Rows are `(prompt, completion)` pairs packed as `_pack` does: prompts left-padded to a common width, completions
+Rows are `(prompt, completion)` pairs packed as `pack` does: prompts left-padded to a common width, completions
 right-padded after them, in prompt-major order (the G completions of a prompt are consecutive rows). Two things make
 this cheaper than running the model on every padded row, and neither changes a single log-prob:
 
@@ -31,12 +31,58 @@ checkpointed model in training mode falls back to the plain forward.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from transformers.utils import ModelOutput
 
 from medzero_pl.lm_head import head_logprobs_and_entropy, logprobs_and_entropy, split_lm_head
+
+
+def pad_rows(
+    rows: Sequence[Sequence[float]],
+    value: float,
+    *,
+    side: Literal["left", "right"] = "right",
+    width: int | None = None,
+    dtype: torch.dtype = torch.long,
+) -> tuple[Tensor, Tensor]:
+    """Rows of different lengths as one `(B, width)` tensor and its `(B, width)` mask (1 on real entries).
+
+    `side="left"` puts the padding `value` before each row (prompts, which generation continues), `"right"` after it
+    (completions). `width` defaults to the longest row.
+    """
+    width = max(map(len, rows), default=0) if width is None else width
+    values = torch.full((len(rows), width), value, dtype=dtype)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        cols = slice(width - len(row), width) if side == "left" else slice(0, len(row))
+        if len(row):
+            values[i, cols] = torch.tensor(row, dtype=dtype)
+            mask[i, cols] = 1
+    return values, mask
+
+
+def pack(
+    prompt_ids: Sequence[Sequence[int]], completion_ids: Sequence[Sequence[int]], pad_id: int
+) -> dict[str, Tensor]:
+    """Prompt `i` left-padded and completion `i` right-padded after it, as one `(B, Lp + Lc)` row.
+
+    Returns `input_ids` and `attention_mask` `(B, Lp + Lc)`, `completion_ids` and `completion_mask` `(B, Lc)`, with
+    `Lc >= 1` so a batch of empty completions still has a shape.
+    """
+    prompts, prompt_mask = pad_rows(prompt_ids, pad_id, side="left")  # (B, Lp)
+    width = max(1, max(map(len, completion_ids), default=0))
+    completions, completion_mask = pad_rows(completion_ids, pad_id, width=width)  # (B, Lc)
+    return {
+        "input_ids": torch.cat([prompts, completions], dim=1),
+        "attention_mask": torch.cat([prompt_mask, completion_mask], dim=1),
+        "completion_ids": completions,
+        "completion_mask": completion_mask,
+    }
 
 
 def prompt_groups(prompt_ids: Tensor, prompt_mask: Tensor) -> tuple[Tensor, Tensor]:

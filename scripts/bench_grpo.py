@@ -358,7 +358,7 @@ def run_medzero(args: argparse.Namespace, prepared: dict[str, Any], workdir: Pat
             if args.fixed_length:
                 force_length(engine, args.max_new_tokens)
             engine.generate = clock.wrap("generate", engine.generate, record)
-            pl_module.reward_set = clock.wrap("score", pl_module.reward_set)
+            pl_module.reward_set.score = clock.wrap("score", pl_module.reward_set.score)
             # WeightSync pushes through engine.update_weights; the iterator it consumes gathers the parameters
             # lazily, so the gather is inside this phase too.
             engine.update_weights = clock.wrap("sync", engine.update_weights)
@@ -522,10 +522,10 @@ def run_rollout(args: argparse.Namespace, prepared: dict[str, Any], workdir: Pat
     """Tokens/s of one engine (`--worker-engine`) at each of --batch-sizes rows, every completion exactly
     --max-new-tokens long. vLLM's prefix cache is emptied before each timed call (within a call the G rows of a
     prompt share it, as in training, where every weight sync empties it)."""
-    from medzero_pl.config import RolloutConfig
     from medzero_pl.models import load_causal_lm, resolve_model
     from medzero_pl.rollout import build_engine
     from medzero_pl.rollout.base import SamplingParams
+    from medzero_pl.rollout.config import RolloutConfig
 
     started = time.perf_counter()
     name = args.worker_engine

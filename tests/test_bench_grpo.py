@@ -174,12 +174,13 @@ def test_force_length_makes_the_hf_engine_generate_exactly_n_tokens():
 @needs_vllm
 def test_force_length_makes_the_vllm_engine_generate_exactly_n_tokens(tmp_path):
     from medzero_pl.rollout import SamplingParams
-    from medzero_pl.rollout.vllm import VLLMEngine, VLLMSettings
+    from medzero_pl.rollout.config import RolloutConfig
+    from medzero_pl.rollout.vllm import VLLMEngine
     from tests.tiny import make_tiny_model_dir
 
     path = make_tiny_model_dir(tmp_path / "model", hidden=128)
     stops = list(range(1, 75))  # almost every token ends a completion, unless stops are suppressed
-    engine = VLLMEngine(str(path), stops, VLLMSettings(max_model_len=256, kv_cache_gib=0.05))
+    engine = VLLMEngine(str(path), stops, RolloutConfig(engine="vllm", max_model_len=256, kv_cache_gib=0.05))
     prompts, sampling = [[5, 30, 31], [40]], SamplingParams(max_new_tokens=8, temperature=1.0, seed=0)
     free = engine.generate(prompts, 4, sampling)
     assert max(map(len, free.completion_ids)) < 8

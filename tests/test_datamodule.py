@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from medzero_pl.config import DataConfig
+from medzero_pl.data.config import DataConfig
 from medzero_pl.data.datamodule import MedZeroDataModule, ResumableBatchSampler, normalised_questions
 from medzero_pl.data.mixing import DataSource
 from medzero_pl.data.prompts import PromptTemplate
@@ -76,13 +77,13 @@ def test_batches_carry_prompt_ids_text_and_every_gold_field(tiny_dir):
     assert "Answer Choices: (A)" in batch["prompts"][0]
 
 
-def test_state_dict_restores_the_data_position(tiny_dir):
+def test_the_stream_resumes_at_the_grpo_step_the_module_restored(tiny_dir):
     dm = demo_module(tiny_dir)
     dm.setup("fit")
     stream = iter(dm.train_dataloader())
     batches = take(stream, 5)
     restored = demo_module(tiny_dir)
-    restored.load_state_dict({"consumed_batches": 3})
+    restored.trainer = SimpleNamespace(lightning_module=SimpleNamespace(grpo_step=3), global_rank=0, world_size=1)
     restored.setup("fit")
     assert next(iter(restored.train_dataloader()))["id"] == batches[3]["id"]
 

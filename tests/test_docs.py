@@ -236,7 +236,7 @@ def check_eval(args: list[str], workdir: Path) -> None:
     from medzero_pl.eval.benchmarks import BENCHMARKS
 
     namespace = parse(lambda: parse_args(args), stop_after_argparse=False)
-    unknown = [b for b in (namespace.benchmarks.split(",") if namespace else []) if b and b not in BENCHMARKS]
+    unknown = [b for b in (namespace.benchmarks if namespace else []) if b not in BENCHMARKS]  # parsed to a list
     if unknown:
         raise Refused(f"error: unknown benchmarks {unknown}; known: {', '.join(BENCHMARKS)}")
 

@@ -11,7 +11,7 @@ from lightning.pytorch import Callback
 
 from medzero_pl.config import compose
 from medzero_pl.fit import build
-from medzero_pl.forward import completion_logprobs_and_entropy, prompt_groups, trim_columns
+from medzero_pl.forward import completion_logprobs_and_entropy, pack, pad_rows, prompt_groups, trim_columns
 from medzero_pl.grpo import AGGREGATIONS, completion_logprobs, grpo_loss
 from tests.tiny import tiny_llama
 from tests.toy_task import toy_overrides
@@ -205,3 +205,20 @@ def test_a_run_with_the_shared_prompt_forward_and_fused_head_trains_like_the_pla
     assert shared_losses == pytest.approx(plain_losses, abs=TOL)
     for name, tensor in plain_weights.items():
         torch.testing.assert_close(shared_weights[name], tensor, atol=TOL, rtol=0, msg=name)
+
+
+def test_pack_left_pads_prompts_and_right_pads_completions_after_them():
+    packed = pack([[5, 6, 7], [8]], [[1], [2, 3]], pad_id=0)
+    assert packed["input_ids"].tolist() == [[5, 6, 7, 1, 0], [0, 0, 8, 2, 3]]
+    assert packed["attention_mask"].tolist() == [[1, 1, 1, 1, 0], [0, 0, 1, 1, 1]]
+    assert packed["completion_ids"].tolist() == [[1, 0], [2, 3]]
+    assert packed["completion_mask"].tolist() == [[1, 0], [1, 1]]
+    empty = pack([[5]], [[]], pad_id=0)  # an empty completion still gets one (masked) column
+    assert empty["completion_ids"].tolist() == [[0]] and empty["completion_mask"].tolist() == [[0]]
+
+
+def test_pad_rows_fills_to_a_width_on_either_side():
+    values, mask = pad_rows([[0.5], [-1.0, -2.0]], 0.0, width=3, dtype=torch.float32)
+    assert values.tolist() == [[0.5, 0.0, 0.0], [-1.0, -2.0, 0.0]] and mask.tolist() == [[1, 0, 0], [1, 1, 0]]
+    ids, mask = pad_rows([[4], [5, 6]], 9, side="left")
+    assert ids.tolist() == [[9, 4], [5, 6]] and mask.tolist() == [[0, 1], [1, 1]]

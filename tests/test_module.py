@@ -1,9 +1,24 @@
-"""Small pure helpers of the GRPO module."""
+"""Small pure helpers of the GRPO module, and its step counter."""
 
 from __future__ import annotations
 
-from medzero_pl.module import repeat_each
+from medzero_pl.models import ModelConfig
+from medzero_pl.module import RNG_KEY, GRPOModule
+from medzero_pl.rollout.base import repeat_each
 
 
 def test_repeat_each_lays_out_a_generation_batch_prompt_major():
     assert repeat_each(["a", "b"], 3) == ["a", "a", "a", "b", "b", "b"]
+
+
+def test_the_grpo_step_is_saved_in_checkpoints_and_read_from_older_ones_too(toy):
+    module = GRPOModule(ModelConfig(name_or_path=str(toy["model"])))
+    module.grpo_step = 7
+    checkpoint: dict = {}
+    module.on_save_checkpoint(checkpoint)
+    restored = GRPOModule(ModelConfig(name_or_path=str(toy["model"])))
+    restored.on_load_checkpoint(checkpoint)
+    assert restored.grpo_step == 7
+    older = {key: value for key, value in checkpoint[RNG_KEY].items() if key != "grpo_step"} | {"batches_trained": 5}
+    restored.on_load_checkpoint({RNG_KEY: older})  # saved before the counter was called grpo_step
+    assert restored.grpo_step == 5

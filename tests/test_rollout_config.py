@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from medzero_pl.config import ConfigError, RolloutConfig, compose
+from medzero_pl.config import ConfigError, compose
 from medzero_pl.module import GRPOModule
-from medzero_pl.rollout import HFRolloutEngine
+from medzero_pl.rollout import ENGINES, HFRolloutEngine, RolloutConfig
 from tests.toy_task import toy_overrides
 
 
@@ -25,9 +25,9 @@ def test_the_schema_defaults_to_hf_the_demo_run_to_vllm_and_the_module_builds_hf
     ("override", "message"),
     [
         ({"rollout.engine": "sglang"}, "rollout.engine='sglang'"),
-        ({"rollout.off_policy_correction": "token_truncate"}, "rollout.off_policy_correction='token_truncate'"),
-        ({"rollout.off_policy_cap": 0.5}, "rollout.off_policy_cap=0.5"),
-        ({"rollout.off_policy_floor": 1.5}, "rollout.off_policy_floor=1.5: expected 0 <= floor <= 1"),
+        ({"grpo.off_policy_correction": "token_truncate"}, "grpo.off_policy_correction='token_truncate'"),
+        ({"grpo.off_policy_cap": 0.5}, "grpo.off_policy_cap=0.5"),
+        ({"grpo.off_policy_floor": 1.5}, "grpo.off_policy_floor=1.5: expected 0 <= floor <= 1"),
         ({"rollout.engine": "vllm", "rollout.max_model_len": 64}, "rollout.max_model_len=64 < data.max_prompt_length"),
         ({"rollout.engine": "vllm", "grpo.temperature": 2.5}, "temperatures up to 2"),
         ({"rollout.engine": "vllm", "rollout.gpu_memory_utilization": 1.5}, "rollout.gpu_memory_utilization=1.5"),
@@ -38,6 +38,19 @@ def test_the_schema_defaults_to_hf_the_demo_run_to_vllm_and_the_module_builds_hf
 def test_rollout_settings_that_cannot_work_are_rejected(toy, tmp_path, override, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(".", r"\.")):
         compose(toy_overrides(toy, tmp_path, **override))
+
+
+@pytest.mark.parametrize("name", ["off_policy_correction", "off_policy_cap"])
+def test_the_importance_sampling_keys_moved_to_grpo_and_the_old_key_names_the_new_one(toy, tmp_path, name):
+    with pytest.raises(ConfigError, match=rf"'rollout\.{name}' is now 'grpo\.{name}'"):
+        compose(toy_overrides(toy, tmp_path, **{f"rollout.{name}": "token"}))
+
+
+def test_every_registered_engine_is_a_choice_of_the_config_and_unknown_ones_name_the_choices(toy, tmp_path):
+    for name in ENGINES:
+        assert compose(toy_overrides(toy, tmp_path, **{"rollout.engine": name})).rollout.engine == name
+    with pytest.raises(ConfigError, match="rollout.engine='sglang': expected one of " + " \\| ".join(ENGINES)):
+        compose(toy_overrides(toy, tmp_path, **{"rollout.engine": "sglang"}))
 
 
 def test_the_hf_engine_accepts_weight_updates_and_sleep_as_no_ops(toy, tmp_path):
@@ -68,11 +81,11 @@ def test_under_bf16_mixed_the_policy_is_float32_and_the_reference_and_vllm_engin
     import torch
     from lightning.pytorch import Trainer
 
-    import medzero_pl.rollout as rollout
+    from medzero_pl.rollout import vllm
 
     engines = []
     monkeypatch.setattr(
-        rollout, "VLLMEngine", lambda path, eos_ids, settings, placement=None: engines.append(settings) or "engine"
+        vllm.VLLMEngine, "__init__", lambda self, path, eos, settings, placement, dtype, seed: engines.append(dtype)
     )
     overrides = {"model.dtype": "bfloat16", "trainer.precision": "bf16-mixed", "grpo.beta": 0.04}
     cfg = compose(toy_overrides(toy, tmp_path, **overrides, **{"rollout.engine": "vllm"}))
@@ -81,4 +94,4 @@ def test_under_bf16_mixed_the_policy_is_float32_and_the_reference_and_vllm_engin
     module.configure_model()
     assert {p.dtype for p in module.policy.parameters()} == {torch.float32}  # what AdamW steps
     assert {p.dtype for p in module.reference.parameters()} == {torch.bfloat16}
-    assert [settings.dtype for settings in engines] == ["bfloat16"]
+    assert engines == ["bfloat16"]

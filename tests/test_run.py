@@ -72,7 +72,7 @@ def test_max_steps_counts_grpo_steps_with_several_optimizer_steps_each(toy, tmp_
         compose(short(toy, tmp_path, **{"trainer.max_steps": 2, "grpo.num_iterations": 2}))
     )
     trainer.fit(module, datamodule=datamodule)
-    assert module.batches_trained == 2 and trainer.global_step == 4
+    assert module.grpo_step == 2 and trainer.global_step == 4
     assert trainer.progress_bar_callback is None or trainer.progress_bar_callback.total_train_batches == 2
 
 

@@ -90,21 +90,31 @@ def test_a_checkpoint_from_before_model_attn_implementation_resumes_under_any_at
 
 
 def test_a_setting_newer_than_the_checkpoint_counts_only_when_set_away_from_its_default():
-    # A checkpoint written before grpo.policy_loss, grpo.kl_loss_type, rollout.off_policy_floor and DataSource.difficulty
+    # A checkpoint written before grpo.policy_loss, grpo.kl_loss_type, grpo.off_policy_floor and DataSource.difficulty
     # existed: today's defaults are what that code did, so it resumes; a non-default value is a change, by name.
     current = {name: asdict(getattr(Config(), name)) for name in ("model", "grpo", "optim", "rollout", "data")}
     current["seed"] = 0
     current["data"]["sources"] = [asdict(DataSource(path="a.jsonl", format="medqa"))]
     saved = copy.deepcopy(current)
-    del saved["grpo"]["policy_loss"], saved["grpo"]["kl_loss_type"], saved["rollout"]["off_policy_floor"]
+    del saved["grpo"]["policy_loss"], saved["grpo"]["kl_loss_type"], saved["grpo"]["off_policy_floor"]
     del saved["data"]["sources"][0]["difficulty"]
-    assert resume_differences(saved, current) == []
+    assert resume_differences(saved, current, schema=Config) == []
     current["grpo"]["policy_loss"] = "cispo"
-    current["rollout"]["off_policy_floor"] = 0.5
+    current["grpo"]["off_policy_floor"] = 0.5
     current["data"]["sources"][0]["difficulty"] = 1.0
-    diffs = resume_differences(saved, current)
-    assert diffs[:2] == ["grpo.policy_loss: '<absent>' -> 'cispo'", "rollout.off_policy_floor: '<absent>' -> 0.5"]
+    diffs = resume_differences(saved, current, schema=Config)
+    assert diffs[:2] == ["grpo.off_policy_floor: '<absent>' -> 0.5", "grpo.policy_loss: '<absent>' -> 'cispo'"]
     assert [d.split(":")[0] for d in diffs[2:]] == ["data.sources"]  # list items are reported as the whole list
+
+
+def test_a_setting_saved_under_its_old_name_compares_under_its_new_one():
+    saved = {"rollout": {"engine": "vllm", "off_policy_cap": 2.0}, "grpo": {"beta": 0.0}}
+    current = {"rollout": {"engine": "vllm"}, "grpo": {"beta": 0.0, "off_policy_cap": 2.0}}
+    renamed = {"rollout.off_policy_cap": "grpo.off_policy_cap"}
+    assert resume_differences(saved, current, renamed) == []
+    assert resume_differences(saved, {**current, "grpo": {"beta": 0.0, "off_policy_cap": 3.0}}, renamed) == [
+        "grpo.off_policy_cap: 2.0 -> 3.0"
+    ]
 
 
 def test_a_held_lock_refuses_a_second_owner_until_released(tmp_path):

@@ -56,12 +56,20 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 class LastCheckpoint(Callback):
-    """Keep one resumable `last.ckpt`: every `every_n_steps` training steps, at the end, and on SIGTERM/SIGINT.
+    """Keep one resumable `last.ckpt`: every `every_n_steps` GRPO steps (the module's `grpo_step`), at the end, and on
+    SIGTERM/SIGINT.
 
     `dirpath` defaults to `<trainer.default_root_dir>/checkpoints`.
 
     On a signal the step in flight is finished rather than abandoned, so the checkpoint sits at a step boundary
     and a resumed run continues exactly. `received` holds the signal number, for the caller's exit code.
+
+    The handlers are its own, replacing Lightning's signal connector (`trainer.received_sigterm`) while training,
+    because that one does not suffice here: it handles SIGTERM only (SIGINT stays a KeyboardInterrupt, which ends
+    `fit` without a checkpoint), it stops by raising `SIGTERMException` without saving, and with several ranks its
+    handler itself broadcasts from rank 0, a collective the other ranks do not join when the signal reached one rank
+    only. This handler just records the signal; at the step boundary a `max` over ranks tells every rank, and all
+    save the same step.
     """
 
     def __init__(
@@ -87,13 +95,13 @@ class LastCheckpoint(Callback):
         log.warning("received signal %d: saving a checkpoint after the current step", signum)
         self.received = signum
 
-    def _save(self, trainer: Trainer) -> None:
-        if self._saved_at != trainer.global_step:
+    def _save(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self._saved_at != pl_module.grpo_step:
             trainer.save_checkpoint(self.path, weights_only=False)  # full state: resumable
-            self._saved_at = trainer.global_step
+            self._saved_at = pl_module.grpo_step
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._saved_at = trainer.global_step  # a resumed run does not rewrite the checkpoint it started from
+        self._saved_at = pl_module.grpo_step  # a resumed run does not rewrite the checkpoint it started from
         for sig in self.signals:
             self._previous[sig] = signal.signal(sig, self._handle)
 
@@ -103,13 +111,13 @@ class LastCheckpoint(Callback):
             received = torch.tensor(self.received or 0, device=pl_module.device)
             self.received = int(trainer.strategy.reduce(received, reduce_op="max").item()) or None
         if self.received is not None:
-            self._save(trainer)
+            self._save(trainer, pl_module)
             trainer.should_stop = True
-        elif trainer.fit_loop.epoch_loop.batch_progress.total.completed % self.every_n_steps == self.every_n_steps - 1:
-            self._save(trainer)
+        elif pl_module.grpo_step % self.every_n_steps == 0:
+            self._save(trainer, pl_module)
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._save(trainer)
+        self._save(trainer, pl_module)
 
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         for sig, handler in self._previous.items():

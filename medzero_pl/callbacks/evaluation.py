@@ -4,13 +4,14 @@ Logs ``eval/<benchmark>/<scorer>/{accuracy,format_rate,...}`` and ``eval/<benchm
 truncated_rate}`` (see :mod:`medzero_pl.eval.runner`). Generation goes through the module's public surface
 (``engine`` and ``tokenizer``); an engine with its own weights (vLLM) is first made current by the run's
 :class:`~medzero_pl.callbacks.weight_sync.WeightSync`, which syncs only if the weights changed since its last sync.
-On ``validate`` (which runs only when the data module has validation data) it also writes the Markdown/JSON report
-to ``report_dir``.
+Steps are the module's ``grpo_step``. On ``validate`` (which runs only when the data module has validation data) it
+also writes the Markdown/JSON report to ``report_dir``.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +20,10 @@ from lightning.pytorch.trainer.states import TrainerFn
 
 from medzero_pl.callbacks.weight_sync import run_weight_sync
 from medzero_pl.data.records import Example
-from medzero_pl.eval.benchmarks import build_tasks
+from medzero_pl.eval.benchmarks import Task, build_tasks
+from medzero_pl.eval.config import EvalConfig
 from medzero_pl.eval.report import write_report
-from medzero_pl.eval.runner import EvalSettings, Task, evaluate, flat_metrics
+from medzero_pl.eval.runner import evaluate, flat_metrics
 
 log = logging.getLogger(__name__)
 
@@ -30,36 +32,18 @@ class Evaluation(Callback):
     """Evaluate the policy on named benchmarks.
 
     Args:
-        benchmarks: Names from ``medzero_pl.eval.benchmarks.BENCHMARKS``.
-        every_n_steps: Evaluate after every N-th training step (0: only on ``validate``).
-        data_root: Folder laid out as ``../shared/data``; paths: benchmark -> file, overriding it.
-        limit: At most this many questions per benchmark (a seeded subset), for quick checks.
-        settings: Sampling and scorers (default greedy, strict and lenient).
-        prompt: A template name forced on every benchmark; None uses each benchmark's own.
+        config: Benchmarks, every how many GRPO steps (0: only on ``validate``), data files, sampling and scorers.
         report_dir: Where ``validate`` writes its report; None: ``<default_root_dir>/eval``.
-        tasks: Ready tasks instead of names (tests, custom benchmarks).
+        tasks: Ready tasks instead of ``config.benchmarks`` (tests, custom benchmarks).
     """
 
     def __init__(
-        self,
-        benchmarks: list[str] | None = None,
-        every_n_steps: int = 0,
-        data_root: str | None = None,
-        paths: dict[str, str] | None = None,
-        limit: int | None = None,
-        settings: EvalSettings | None = None,
-        prompt: str | None = None,
-        report_dir: str | Path | None = None,
-        tasks: list[Task] | None = None,
+        self, config: EvalConfig | None = None, report_dir: str | Path | None = None, tasks: list[Task] | None = None
     ) -> None:
-        if every_n_steps < 0:
-            raise ValueError(f"every_n_steps={every_n_steps}: expected >= 0")
-        if not benchmarks and not tasks:
+        self.config = config or EvalConfig()
+        self.config.check()
+        if not self.config.benchmarks and not tasks:
             raise ValueError("Evaluation needs benchmark names or tasks")
-        self.benchmarks = list(benchmarks or [])
-        self.every_n_steps = every_n_steps
-        self.data_root, self.paths, self.limit, self.prompt = data_root, dict(paths or {}), limit, prompt
-        self.settings = settings or EvalSettings()
         self.report_dir = Path(report_dir) if report_dir is not None else None
         self.tasks = tasks
         self.last_results: dict[str, dict[str, Any]] = {}
@@ -67,7 +51,8 @@ class Evaluation(Callback):
     def items(self) -> list[Example]:
         """Every question this callback evaluates on (read once; a missing file fails before any step runs)."""
         if self.tasks is None:
-            self.tasks = build_tasks(self.benchmarks, self.paths, self.data_root, self.limit, prompt=self.prompt)
+            c = self.config
+            self.tasks = build_tasks(c.benchmarks, c.paths, c.data_root, c.limit, c.seed, c.prompt)
         return [item for task in self.tasks for item in task.items]
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
@@ -76,14 +61,14 @@ class Evaluation(Callback):
             self.report_dir = Path(trainer.default_root_dir) / "eval"
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if self.every_n_steps and getattr(pl_module, "batches_trained", trainer.global_step) == 0:
+        if self.config.every_n_steps and pl_module.grpo_step == 0:
             self.run(trainer, pl_module)  # the curve's starting point: the policy before its first step
 
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        step = getattr(pl_module, "batches_trained", trainer.global_step)
-        if self.every_n_steps and step % self.every_n_steps == 0:
+        every = self.config.every_n_steps
+        if every and pl_module.grpo_step % every == 0:
             self.run(trainer, pl_module)
 
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -93,7 +78,7 @@ class Evaluation(Callback):
         if trainer.is_global_zero:
             row = Path(trainer.ckpt_path).name if trainer.ckpt_path else pl_module.model_config.name_or_path
             md, _ = write_report(
-                {row: results}, self.report_dir, {"settings": vars(self.settings), "checkpoint": trainer.ckpt_path}
+                {row: results}, self.report_dir, {"settings": asdict(self.config), "checkpoint": trainer.ckpt_path}
             )
             print(md.read_text())
             log.info("evaluation report: %s", md)
@@ -105,16 +90,16 @@ class Evaluation(Callback):
             pl_module.engine,
             pl_module.tokenizer,
             self.tasks,
-            self.settings,
+            self.config,
             rank=trainer.global_rank,
             world_size=trainer.world_size,
             device=pl_module.device,
         )
         metrics = flat_metrics(results)
-        if trainer.training:  # logged at the number of steps trained (0: the policy before training)
+        if trainer.training:  # logged at the number of GRPO steps trained (0: the policy before training)
             if trainer.is_global_zero:
                 for logger in trainer.loggers:
-                    logger.log_metrics(metrics, step=getattr(pl_module, "batches_trained", trainer.global_step))
+                    logger.log_metrics(metrics, step=pl_module.grpo_step)
         else:
             for name, value in metrics.items():
                 pl_module.log(name, value, batch_size=1)

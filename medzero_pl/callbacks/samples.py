@@ -63,7 +63,7 @@ class CompletionSamples(Callback):
     ) -> None:
         if not isinstance(outputs, Mapping) or "completions" not in outputs or not trainer.is_global_zero:
             return
-        step = pl_module.batches_trained - 1 if hasattr(pl_module, "batches_trained") else trainer.global_step
+        step = pl_module.grpo_step - 1  # the step just trained, counted from 0
         if step % self.every_n_steps:
             return
         rows = sample_rows(outputs, step, self.per_step, self.prompt_chars)

@@ -100,7 +100,7 @@ class CompletionStats(Callback):
         n = len(outputs["completions"])
         for name, value in stats.items():
             pl_module.log(name, value, prog_bar=name == "completions/mean_length", batch_size=n)
-        self.check(stats, trainer.global_step)
+        self.check(stats, pl_module.grpo_step)
 
     def check(self, stats: Mapping[str, float], step: int) -> list[str]:
         """The warnings these statistics raise (each once until the condition clears); also emitted on rank 0."""

@@ -1,4 +1,5 @@
-"""MedZeroDataModule: reads, mixes, splits and renders the prompts; serves batches that resume exactly.
+"""MedZeroDataModule: reads, mixes, splits and renders the prompts; serves batches that resume exactly (the stream
+starts at the module's `grpo_step`, which a resumed run restores before the data loader is built).
 
 A training batch is a dict of lists, one entry per prompt: ``prompt_ids`` (token ids), ``prompts`` (rendered
 text) and every gold column of `Example.columns()` that the rewards read.
@@ -16,7 +17,7 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Sampler
 from transformers import PreTrainedTokenizerBase
 
-from medzero_pl.config import DataConfig
+from medzero_pl.data.config import DataConfig
 from medzero_pl.data.mixing import apply_curriculum, load_sources, mix, train_val_split
 from medzero_pl.data.prompts import PromptTemplate, render_prompt
 from medzero_pl.data.readers import resolve_path
@@ -81,7 +82,6 @@ class MedZeroDataModule(LightningDataModule):
         self.tokenizer_name = tokenizer
         self.train_items: list[dict[str, Any]] = []
         self.val_items: list[dict[str, Any]] = []
-        self.consumed_batches = 0
         self.held_out_questions: set[str] = set()
         """Questions training must not see (the evaluation's items; set by the trainer before `setup`)."""
         self._tokenizer: PreTrainedTokenizerBase | None = None
@@ -139,11 +139,12 @@ class MedZeroDataModule(LightningDataModule):
         return {"prompt_ids": ids[-limit:], "prompts": text, "truncated": len(ids) > limit, **example.columns()}
 
     def train_dataloader(self) -> DataLoader:
+        """The endless stream of training batches, from the module's `grpo_step` on (restored first on resume)."""
         sampler = ResumableBatchSampler(
             list(range(len(self.train_items))),
             self.config.prompts_per_step,
             seed=self.config.seed,
-            consumed=self.consumed_batches,
+            consumed=self.trainer.lightning_module.grpo_step if self.trainer else 0,
             rank=self.trainer.global_rank if self.trainer else 0,
             world_size=self.trainer.world_size if self.trainer else 1,
         )
@@ -151,18 +152,6 @@ class MedZeroDataModule(LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.val_items, batch_size=self.config.val_batch_size, collate_fn=collate, num_workers=0)
-
-    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        # Called when a batch is about to be trained on (after Lightning's prefetch), so this counts batches used.
-        if self.trainer is not None and self.trainer.training:
-            self.consumed_batches += 1
-        return batch
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"consumed_batches": self.consumed_batches}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.consumed_batches = int(state_dict["consumed_batches"])
 
 
 def report_duplicates(train: list[Example], val: list[Example]) -> None:

@@ -14,42 +14,32 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import typing
+from dataclasses import MISSING, asdict, fields
 from pathlib import Path
 from typing import Any
 
+import docstring_parser
 import torch
 
-from medzero_pl.config import RolloutConfig
-from medzero_pl.eval.benchmarks import BENCHMARKS, BenchmarkUnavailable, build_tasks
+from medzero_pl.errors import ConfigError
+from medzero_pl.eval.benchmarks import BenchmarkUnavailable, build_tasks
+from medzero_pl.eval.config import EvalConfig
 from medzero_pl.eval.report import write_report
-from medzero_pl.eval.runner import EvalSettings, evaluate
+from medzero_pl.eval.runner import evaluate
+from medzero_pl.rollout import ENGINES, RolloutConfig, build_engine
 
 log = logging.getLogger("medzero_pl.eval")
+TRAINING_ONLY = ("every_n_steps",)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m medzero_pl.eval", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", action="append", default=[], help="model name/path/alias; one row each (repeatable)")
     p.add_argument("--ckpt", action="append", default=[], help="last.ckpt (a file or ZeRO-3 dir); one row each")
-    p.add_argument("--benchmarks", required=True, help=f"comma-separated: {','.join(BENCHMARKS)}")
-    p.add_argument("--data-root", help="folder laid out as ../shared/data")
-    p.add_argument(
-        "--path", action="append", default=[], metavar="NAME=FILE", help="a benchmark's file (GPQA: required)"
-    )
-    p.add_argument("--limit", type=int, help="at most N questions per benchmark (seeded subset)")
-    p.add_argument("--samples", type=int, default=1, help="k completions per question (k > 1 needs --temperature)")
-    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
-    p.add_argument("--top-p", type=float, default=1.0)
-    p.add_argument("--max-new-tokens", type=int, help="default: each benchmark's own")
-    p.add_argument("--max-prompt-length", type=int, default=4096)
-    p.add_argument("--batch-size", type=int, default=8, help="questions per generate call")
-    p.add_argument("--scorers", default="strict,lenient")
-    p.add_argument("--prompt", help="a conf/prompt template for every benchmark (default: each benchmark's own)")
-    p.add_argument("--seed", type=int, default=0)
+    add_config_arguments(p)
     p.add_argument("--dtype", default="float32")
-    p.add_argument(
-        "--engine", default="hf", choices=["hf", "vllm"], help="hf: model.generate; vllm: the vLLM engine (faster)"
-    )
+    p.add_argument("--engine", default="hf", choices=list(ENGINES), help="what generates the completions")
     p.add_argument("--out", default="runs/eval", help="report directory")
     p.add_argument("--judge-url", help="OpenAI-compatible endpoint (http://host:port/v1) for diagnosis judging")
     p.add_argument("--judge-model", default="judge", help="model name sent to the judge endpoint")
@@ -57,7 +47,70 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if not args.model and not args.ckpt:
         p.error("give at least one --model or --ckpt")
+    if not args.benchmarks:
+        p.error("give --benchmarks")
     return args
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per `EvalConfig` field, its help the field's docstring: `--top-p` for `top_p`, comma-separated values
+    for a list (`--benchmarks medqa,pubmedqa`), and `--path NAME=FILE` (repeatable) for the `paths` mapping."""
+    docs = {
+        p.arg_name: " ".join((p.description or "").split())
+        for p in docstring_parser.parse_from_object(EvalConfig).params
+    }
+    hints = typing.get_type_hints(EvalConfig)
+    for f in fields(EvalConfig):
+        if f.name in TRAINING_ONLY:
+            continue
+        default = f.default_factory() if f.default is MISSING else f.default  # type: ignore[misc]
+        hint, flag = hints[f.name], "--" + f.name.replace("_", "-")
+        if typing.get_origin(hint) is dict:
+            parser.add_argument(
+                flag.removesuffix("s"), dest=f.name, action="append", default=[], metavar="NAME=FILE", help=docs[f.name]
+            )
+        elif typing.get_origin(hint) is list:
+            choices = typing.get_args(typing.get_args(hint)[0])
+            listing = f"Comma-separated, from: {','.join(choices)}."
+            parser.add_argument(flag, type=_comma_list(choices), default=default, help=f"{docs[f.name]} {listing}")
+        else:
+            scalar = next(t for t in typing.get_args(hint) or (hint,) if t is not type(None))
+            parser.add_argument(flag, type=scalar, default=default, help=docs[f.name])
+
+
+def _comma_list(choices: tuple[str, ...]) -> Any:
+    def parse(text: str) -> list[str]:
+        values = [v for v in text.split(",") if v]
+        unknown = [v for v in values if choices and v not in choices]
+        if unknown:
+            raise argparse.ArgumentTypeError(f"unknown {', '.join(unknown)}; choose from {','.join(choices)}")
+        return values
+
+    return parse
+
+
+def eval_config(args: argparse.Namespace) -> EvalConfig:
+    """The `EvalConfig` the flags describe (every problem raised at once)."""
+    values = {f.name: getattr(args, f.name) for f in fields(EvalConfig) if f.name not in TRAINING_ONLY}
+    values["paths"] = dict(item.split("=", 1) for item in values["paths"])
+    config = EvalConfig(**values)
+    config.check()
+    return config
+
+
+def rollout_engine(
+    kind: str, policy: Any, tokenizer: Any, name: str, settings: EvalConfig, tasks: list[Any], seed: int
+) -> Any:
+    """The engine `kind` names, generating for the policy. An engine with its own copy of the weights (vLLM) is
+    built from the base model's directory, then receives the policy's (a checkpoint's weights differ from it)."""
+    from medzero_pl.models import resolve_model
+
+    budget = settings.max_new_tokens or max(task.benchmark.max_new_tokens for task in tasks)
+    config = RolloutConfig(engine=kind, max_model_len=settings.max_prompt_length + budget)
+    engine = build_engine(config, policy, tokenizer, resolve_model(name), seed=seed)
+    if engine.owns_weights:
+        engine.update_weights(policy.named_parameters())
+    return engine
 
 
 def load_policy(model: str | None, ckpt: str | None, dtype: str) -> tuple[torch.nn.Module, Any, str]:
@@ -72,42 +125,15 @@ def load_policy(model: str | None, ckpt: str | None, dtype: str) -> tuple[torch.
     return policy, load_tokenizer(model), model
 
 
-def rollout_engine(
-    kind: str, policy: Any, tokenizer: Any, name: str, settings: EvalSettings, tasks: list[Any], seed: int
-) -> Any:
-    """`model.generate` on the policy, or a vLLM engine built from the base model's directory that then receives the
-    policy's weights (a checkpoint's weights differ from the directory's)."""
-    from medzero_pl.rollout import build_engine
-
-    if kind == "hf":
-        return build_engine(RolloutConfig(engine="hf"), policy, tokenizer, name)
-    from medzero_pl.models import resolve_model
-
-    budget = settings.max_new_tokens or max(task.benchmark.max_new_tokens for task in tasks)
-    config = RolloutConfig(engine="vllm", max_model_len=settings.max_prompt_length + budget)
-    engine = build_engine(config, policy, tokenizer, resolve_model(name), seed=seed)
-    engine.update_weights(policy.named_parameters())
-    return engine
-
-
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
     try:
-        paths = dict(item.split("=", 1) for item in args.path)
-        settings = EvalSettings(
-            args.samples,
-            args.temperature,
-            args.top_p,
-            args.max_new_tokens,
-            args.max_prompt_length,
-            args.batch_size,
-            args.seed,
-            tuple(s for s in args.scorers.split(",") if s),
+        settings = eval_config(args)
+        tasks = build_tasks(
+            settings.benchmarks, settings.paths, settings.data_root, settings.limit, settings.seed, settings.prompt
         )
-        names = [b for b in args.benchmarks.split(",") if b]
-        tasks = build_tasks(names, paths, args.data_root, args.limit, args.seed, args.prompt)
-    except (ValueError, BenchmarkUnavailable) as err:
+    except (ConfigError, ValueError, BenchmarkUnavailable) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     judge = None
@@ -115,14 +141,14 @@ def main(argv: list[str] | None = None) -> int:
         from medzero_pl.eval.judge import JudgeClient
 
         judge = JudgeClient(args.judge_url, args.judge_model, cache_dir=args.judge_cache or Path(args.out) / "judge")
-    torch.manual_seed(args.seed)
+    torch.manual_seed(settings.seed)
     rows: dict[str, dict[str, Any]] = {}
     runs = [(m, None) for m in args.model] + [(args.model[0] if len(args.model) == 1 else None, c) for c in args.ckpt]
     for model, ckpt in runs:
         policy, tokenizer, name = load_policy(model, ckpt, args.dtype)
         row = f"{ckpt} ({name})" if ckpt else name
         log.info("evaluating %s", row)
-        engine = rollout_engine(args.engine, policy, tokenizer, name, settings, tasks, args.seed)
+        engine = rollout_engine(args.engine, policy, tokenizer, name, settings, tasks, settings.seed)
         results = evaluate(engine, tokenizer, tasks, settings)
         if judge is not None:
             from medzero_pl.eval.judge import judge_results
@@ -132,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
                     judge_results(results[task.benchmark.name], task.items, judge)
         rows[row] = results
         del policy, engine
-    meta = {"command": " ".join(sys.argv), "settings": vars(settings), "models": args.model, "checkpoints": args.ckpt}
+    meta = {"command": " ".join(sys.argv), "settings": asdict(settings), "models": args.model, "checkpoints": args.ckpt}
     md, js = write_report(rows, args.out, meta)
     print(md.read_text())
     log.info("report: %s and %s", md, js)

@@ -31,6 +31,7 @@ import yaml
 from medzero_pl.data.prompts import PromptTemplate, template_from_dict
 from medzero_pl.data.readers import read_examples
 from medzero_pl.data.records import Example
+from medzero_pl.paths import CONF_DIR
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +154,16 @@ class BenchmarkUnavailable(RuntimeError):
     """A benchmark's items cannot be found; the message says what to supply."""
 
 
+@dataclass
+class Task:
+    """One benchmark ready to run: its definition, items and prompt template."""
+
+    benchmark: Benchmark
+    items: list[Example]
+    template: PromptTemplate
+    prompt_name: str = ""
+
+
 def get_benchmark(name: str) -> Benchmark:
     if name not in BENCHMARKS:
         raise ValueError(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}")
@@ -230,8 +241,6 @@ def load_benchmark(
 
 def prompt_template(name_or_path: str) -> PromptTemplate:
     """A prompt template by name (``conf/prompt/<name>.yaml``) or YAML path."""
-    from medzero_pl.config import CONF_DIR
-
     path = Path(name_or_path)
     if path.suffix not in (".yaml", ".yml"):
         path = CONF_DIR / "prompt" / f"{name_or_path}.yaml"
@@ -248,12 +257,10 @@ def build_tasks(
     limit: int | None = None,
     seed: int = 0,
     prompt: str | None = None,
-) -> list[Any]:
+) -> list[Task]:
     """Load every named benchmark and its template (``prompt`` overrides each benchmark's default) as runner Tasks.
 
     Every benchmark is tried before raising, so one error lists every missing file."""
-    from medzero_pl.eval.runner import Task
-
     paths = dict(paths or {})
     unknown = sorted(set(paths) - set(names))
     if unknown:

@@ -11,65 +11,23 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 import torch
 from torchmetrics.aggregation import MeanMetric, SumMetric
 from torchmetrics.classification import MulticlassF1Score
 
-from medzero_pl.data.prompts import PromptTemplate, render_prompt
-from medzero_pl.data.records import Example
-from medzero_pl.eval.benchmarks import Benchmark
+from medzero_pl.data.prompts import render_prompt
+from medzero_pl.eval.benchmarks import Task
+from medzero_pl.eval.config import EvalConfig
 from medzero_pl.eval.metrics import majority, pass_at_k
-from medzero_pl.eval.scorers import SCORERS, gold_key, score
+from medzero_pl.eval.scorers import gold_key, score
 from medzero_pl.rewards.extract import THINK_OPEN
 from medzero_pl.rewards.format import strict_format
 from medzero_pl.rollout.base import RolloutEngine, SamplingParams
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class EvalSettings:
-    """How completions are sampled for evaluation."""
-
-    samples: int = 1
-    """k completions per question: 1 with temperature 0 is greedy accuracy; k > 1 adds pass@k and maj@k."""
-    temperature: float = 0.0
-    top_p: float = 1.0
-    max_new_tokens: int | None = None
-    """None: each benchmark's default."""
-    max_prompt_length: int = 4096
-    """Longer prompts keep their last tokens."""
-    batch_size: int = 8
-    """Questions per generate call."""
-    seed: int = 0
-    scorers: tuple[str, ...] = ("strict", "lenient")
-
-    def __post_init__(self) -> None:
-        problems = []
-        if self.samples < 1:
-            problems.append(f"samples={self.samples}: expected at least 1")
-        if self.temperature == 0 and self.samples > 1:
-            problems.append(f"samples={self.samples} with temperature 0: greedy samples are identical; set temperature")
-        if self.temperature < 0 or self.batch_size < 1:
-            problems.append("temperature must be >= 0 and batch_size >= 1")
-        unknown = [s for s in self.scorers if s not in SCORERS]
-        if unknown:
-            problems.append(f"unknown scorer(s) {unknown}; known: {sorted(SCORERS)}")
-        if problems:
-            raise ValueError("invalid evaluation settings: " + "; ".join(problems))
-
-
-@dataclass
-class Task:
-    """One benchmark ready to run: its definition, items and prompt template."""
-
-    benchmark: Benchmark
-    items: list[Example]
-    template: PromptTemplate
-    prompt_name: str = ""
 
 
 def _mean(device: torch.device) -> MeanMetric:
@@ -80,7 +38,7 @@ def evaluate_benchmark(
     engine: RolloutEngine,
     tokenizer: Any,
     task: Task,
-    settings: EvalSettings,
+    settings: EvalConfig,
     rank: int = 0,
     world_size: int = 1,
     device: torch.device | str = "cpu",
@@ -164,12 +122,14 @@ def evaluate(
     engine: RolloutEngine,
     tokenizer: Any,
     tasks: Sequence[Task],
-    settings: EvalSettings,
+    settings: EvalConfig,
     rank: int = 0,
     world_size: int = 1,
     device: torch.device | str = "cpu",
 ) -> dict[str, dict[str, Any]]:
-    """:func:`evaluate_benchmark` for each task, keyed by benchmark name."""
+    """:func:`evaluate_benchmark` for each task, keyed by benchmark name (settings that cannot work are refused
+    before anything is generated)."""
+    settings.check()
     results = {}
     for task in tasks:
         results[task.benchmark.name] = evaluate_benchmark(engine, tokenizer, task, settings, rank, world_size, device)

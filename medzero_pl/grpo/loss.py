@@ -10,11 +10,12 @@ The default (`vanilla` objective, token ratio, k3, `dapo`) is TRL 1.16 `GRPOTrai
 settings (`TRL_LOSS_TYPES`). `tests/grpo/test_trl_parity.py` checks each against TRL to 1e-5.
 
 Departures from TRL:
-- No accumulation or world-size factors. TRL divides `grpo`/`bnpo`/`dr_grpo`/`luspo` by the gradient-accumulation
-  steps, and folds `num_processes * grad_accum / steps_per_generation` into the `dapo` normaliser. Lightning already
-  divides the loss by `accumulate_grad_batches` and DDP averages ranks, so for `dapo` the caller passes
-  `num_active_tokens = active tokens of one optimizer step (all micro-batches, all ranks)
-  / (accumulate_grad_batches * world_size)`, the same normaliser TRL computes.
+- No accumulation or world-size factors. TRL divides `grpo`/`bnpo`/`dr_grpo` by the gradient-accumulation steps, and
+  folds `num_processes * grad_accum / steps_per_generation` into the `dapo` normaliser. Here the caller does both:
+  `GRPOModule._optimise` backpropagates each micro-batch's loss divided by the number of micro-batches of the
+  generation batch (one optimizer step per generation batch, no Lightning accumulation) and DDP averages ranks, so
+  for `dapo` it passes `num_active_tokens = active tokens of the generation batch (all ranks)
+  / (world_size * micro-batches)`, the same normaliser TRL computes.
 - Positions outside `mask` have their log-probs zeroed before any arithmetic (TRL's fused LM head already returns 0
   there), so a padded token's log-prob can never push `exp` to inf and turn a masked product into NaN.
 - Metrics are masked means over this micro-batch, and the entropy quantile of `top_entropy_quantile` is taken over

@@ -23,7 +23,7 @@ from medzero_pl.rewards.grade import make_grader
 from medzero_pl.rewards.language import foreign_script_fraction
 from medzero_pl.rewards.length import cosine_length, repetition_penalty, soft_overlong
 from medzero_pl.rewards.mcq import mcq_accuracy, open_medical_r1_accuracy, parse_choice
-from medzero_pl.rewards.registry import REWARDS, RewardOutput, RewardSet, RewardSpec, build_rewards
+from medzero_pl.rewards.registry import REWARDS, RewardOutput, RewardSet, RewardSpec, build_rewards, check_rewards
 
 __all__ = [
     "REWARDS",
@@ -32,6 +32,7 @@ __all__ = [
     "RewardSet",
     "RewardSpec",
     "build_rewards",
+    "check_rewards",
     "completion_text",
     "cosine_length",
     "diagnosis_match",

@@ -21,6 +21,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
+import logging
 import math
 import numbers
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -35,6 +36,7 @@ from medzero_pl.rewards.length import cosine_length_reward, repetition_penalty_r
 from medzero_pl.rewards.mcq import mcq_accuracy_reward, open_medical_r1_accuracy_reward
 
 RewardFunction = Callable[..., Sequence[Any]]
+log = logging.getLogger(__name__)
 
 REWARDS: dict[str, Callable[..., RewardFunction]] = {
     "mcq_accuracy": mcq_accuracy_reward,
@@ -114,6 +116,49 @@ class RewardSet:
             terms = [w * v[i] for w, v in zip(self.weights, per_function.values(), strict=True) if v[i] is not None]
             total.append(float(sum(terms)) if terms else 0.0)
         return RewardOutput(total, per_function)
+
+    def score(
+        self, rows: Mapping[str, Sequence[Any]], completions: Sequence[Any], completion_ids: Sequence[Sequence[int]]
+    ) -> RewardOutput:
+        """Score completion `i` against row `i` of a batch laid out one row per completion: its `prompts` and gold
+        columns (a `prompt_ids` column is not passed on), as a trainer calls TRL-style rewards."""
+        columns = {key: values for key, values in rows.items() if key not in ("prompts", "prompt_ids")}
+        return self(rows["prompts"], completions, completion_ids=completion_ids, **columns)
+
+
+PROBE = "<think>probe</think><answer>probe</answer>"
+"""The placeholder completion `check_rewards` scores."""
+
+
+def check_rewards(rewards: RewardSet, items: Sequence[Mapping[str, Any]], per_source: int = 8) -> list[str]:
+    """Score a placeholder completion on a few rows of every source before training, so a broken reward, or a reward
+    set that applies to none of the data (MCQ rewards on diagnosis cases), fails at start-up.
+
+    Args:
+        items: Training rows (`prompts`, `source`, `task` and the gold columns), as the data module renders them.
+
+    Returns:
+        The rewards that apply to none of the rows (also logged as a warning); raises if that is all of them.
+    """
+    sample: dict[str, list[Mapping[str, Any]]] = {}
+    for item in items:
+        rows = sample.setdefault(item["source"], [])
+        if len(rows) < per_source:
+            rows.append(item)
+    rows = [row for group in sample.values() for row in group]
+    if not rows:
+        return []
+    scored = rewards.score({key: [row[key] for row in rows] for key in rows[0]}, [PROBE] * len(rows), [[0]] * len(rows))
+    unused = [name for name, values in scored.per_function.items() if all(v is None for v in values)]
+    tasks = ", ".join(sorted({row["task"] for row in rows}))
+    if len(unused) == len(scored.per_function):
+        raise RewardConfigError(
+            f"rewards: none of {unused} applies to the training data (tasks: {tasks}); every reward "
+            "would be 0 and nothing would be learnt. Choose a reward preset that matches the data"
+        )
+    if unused:
+        log.warning("rewards %s apply to none of the training data (tasks: %s)", unused, tasks)
+    return unused
 
 
 def _check_values(name: str, values: Any, n: int) -> list[float | None]:

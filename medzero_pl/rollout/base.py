@@ -1,16 +1,69 @@
 """The narrow interface between the trainer and whatever generates completions.
 
 Engines work on token ids only. For P prompts and ``n`` samples each they return P*n completions in
-prompt-major order: completion ``i * n + j`` is sample ``j`` of prompt ``i``.
+prompt-major order: completion ``i * n + j`` is sample ``j`` of prompt ``i`` (``repeat_each`` lays per-prompt
+values out the same way).
+
+``ENGINES`` names every engine by the dotted path of its class, imported only when that engine is built (as verl's
+``workers/rollout/base.py``): config validation, the eval CLI's ``--engine`` and ``build_engine`` all read it, so a new
+engine is an entry here and its own file.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
+import torch
 from torch import Tensor
+
+from medzero_pl.errors import UserError
+
+ENGINES: dict[str, str] = {
+    "hf": "medzero_pl.rollout.hf.HFRolloutEngine",
+    "vllm": "medzero_pl.rollout.vllm.VLLMEngine",
+}
+"""Engine name -> its class. Each class builds itself with ``from_config(rollout, policy, tokenizer, model_path, *,
+seed, placement, dtype)``, reading the `RolloutConfig` fields it needs."""
+
+
+class EngineUnavailable(UserError):
+    """The configured rollout engine cannot be built on this machine."""
+
+
+def engine_class(name: str) -> Any:
+    """The class ``ENGINES[name]`` names, imported now."""
+    module, _, cls = ENGINES[name].rpartition(".")
+    return getattr(importlib.import_module(module), cls)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """This training process among the others; its engine is built for it."""
+
+    rank: int = 0
+    local_rank: int = 0
+    """The device index this rank's engine runs on (vLLM reads it from LOCAL_RANK): Lightning's root device index on
+    CUDA, which is the launcher's local rank unless `trainer.devices` lists GPU ids; the local rank on CPU."""
+    world_size: int = 1
+
+    @classmethod
+    def of(cls, rank: int, local_rank: int, world_size: int, device: torch.device) -> Placement:
+        """The placement of a training process that trains on `device`: its engine goes on the same GPU."""
+        index = device.index if device.type == "cuda" and device.index is not None else local_rank
+        return cls(rank=rank, local_rank=index, world_size=world_size)
+
+    @property
+    def launched(self) -> bool:
+        """Several training processes: each engine joins them through vLLM's `external_launcher` executor."""
+        return self.world_size > 1
+
+
+def repeat_each(values: list[Any], n: int) -> list[Any]:
+    """[a, b] -> [a, a, b, b] for n=2: per-prompt values in the prompt-major layout of a generation batch."""
+    return [v for v in values for _ in range(n)]
 
 
 @dataclass(frozen=True)

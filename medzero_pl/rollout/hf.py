@@ -26,8 +26,9 @@ from collections.abc import Iterable
 import torch
 from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 
-from medzero_pl.forward import prompt_groups
-from medzero_pl.rollout.base import Rollouts, SamplingParams
+from medzero_pl.forward import pad_rows, prompt_groups
+from medzero_pl.rollout.base import Placement, Rollouts, SamplingParams, repeat_each
+from medzero_pl.rollout.config import RolloutConfig
 
 
 class HFRolloutEngine:
@@ -61,13 +62,29 @@ class HFRolloutEngine:
         pad = tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else min(self.eos_ids)
 
+    @classmethod
+    def from_config(
+        cls,
+        rollout: RolloutConfig,
+        policy: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        model_path: str,
+        *,
+        seed: int = 0,
+        placement: Placement | None = None,
+        dtype: str | None = None,
+    ) -> HFRolloutEngine:
+        """The engine `ENGINES["hf"]` builds: it generates with `policy` itself (on the policy's device, in its dtype)
+        and has no settings of its own."""
+        return cls(policy, tokenizer)
+
     def generate(self, prompt_ids: list[list[int]], n: int, sampling: SamplingParams) -> Rollouts:
         """Return ``len(prompt_ids) * n`` completions, prompt-major (``i * n + j`` is sample ``j`` of prompt ``i``)."""
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
         if any(len(p) == 0 for p in prompt_ids):
             raise ValueError("every prompt needs at least one token")
-        rows = [p for p in prompt_ids for _ in range(n)]
+        rows = repeat_each(prompt_ids, n)
         step = self.batch_size or max(len(rows), 1)
         config = self._generation_config(sampling)
         device = self.model.device
@@ -112,12 +129,8 @@ class HFRolloutEngine:
         )
 
     def _generate_chunk(self, rows: list[list[int]], config: GenerationConfig) -> list[list[int]]:
-        width = max(map(len, rows))
-        input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)  # (B, T), left-padded
-        attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, row in enumerate(rows):
-            input_ids[i, width - len(row) :] = torch.tensor(row)
-            attention_mask[i, width - len(row) :] = 1
+        input_ids, attention_mask = pad_rows(rows, self.pad_id, side="left")  # (B, T)
+        width = input_ids.shape[1]
         device = self.model.device
         input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
         cache = self._shared_prefill(input_ids, attention_mask) if self.shared_prefill and width > 1 else None

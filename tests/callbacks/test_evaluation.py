@@ -56,7 +56,7 @@ def test_validate_through_the_lightning_cli_writes_the_report(toy, tmp_path, sha
 
 
 def test_bad_eval_settings_fail_at_config_time(toy, tmp_path):
-    with pytest.raises(ConfigError, match="unknown 'medqb'"):
+    with pytest.raises(ConfigError, match="eval.benchmarks.0='medqb': expected one of medqa"):
         compose(toy_overrides(toy, tmp_path, **{"eval.benchmarks": "[medqb]"}))
     with pytest.raises(ConfigError, match="greedy samples are identical"):
         compose(toy_overrides(toy, tmp_path, **{"eval.benchmarks": "[medqa]", "eval.samples": 4}))

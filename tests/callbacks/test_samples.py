@@ -34,7 +34,7 @@ def test_rows_every_n_steps_with_each_reward_and_the_advantage(tmp_path):
     wandb = FakeWandb()
     callback = CompletionSamples(tmp_path / "c.jsonl", per_step=2, every_n_steps=2, prompt_chars=10)
     for step in range(4):
-        module = SimpleNamespace(batches_trained=step + 1)
+        module = SimpleNamespace(grpo_step=step + 1)
         callback.on_train_batch_end(fake_trainer([wandb]), module, outputs, None, step)
     rows = [json.loads(line) for line in (tmp_path / "c.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [0, 0, 2, 2]
@@ -56,5 +56,5 @@ def test_rows_every_n_steps_with_each_reward_and_the_advantage(tmp_path):
 
 def test_nothing_is_written_without_step_outputs(tmp_path):
     callback = CompletionSamples(tmp_path / "c.jsonl")
-    callback.on_train_batch_end(fake_trainer([]), SimpleNamespace(batches_trained=1), None, None, 0)
+    callback.on_train_batch_end(fake_trainer([]), SimpleNamespace(grpo_step=1), None, None, 0)
     assert not (tmp_path / "c.jsonl").exists()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
 from medzero_pl.callbacks.stats import CompletionStats, completion_stats, format_flags
@@ -75,3 +77,11 @@ def test_warns_when_the_think_share_collapses_and_remembers_the_peak_across_resu
 def test_thresholds_are_checked():
     with pytest.raises(ValueError, match="thresholds"):
         CompletionStats(truncated_warning=1.5)
+
+
+def test_a_warning_names_the_grpo_step_not_the_optimizer_step():
+    module = SimpleNamespace(grpo_step=3, log=lambda *args, **kwargs: None)
+    trainer = SimpleNamespace(global_step=6)  # grpo.num_iterations = 2: two optimizer steps per GRPO step
+    outputs = step_outputs([NO_ANSWER] * 2, truncated=[True, True])
+    with pytest.warns(UserWarning, match=r"^step 3: 100% of completions hit the token budget"):
+        CompletionStats().on_train_batch_end(trainer, module, outputs, None, 0)

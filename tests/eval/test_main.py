@@ -6,7 +6,9 @@ import json
 
 import pytest
 
+from medzero_pl.eval.__main__ import eval_config, parse_args
 from medzero_pl.eval.__main__ import main as evaluate_cli
+from medzero_pl.eval.config import EvalConfig
 from medzero_pl.fit import main as fit
 from tests.tiny import make_tiny_model_dir
 from tests.toy_task import toy_overrides
@@ -44,6 +46,34 @@ def test_missing_benchmark_files_are_reported_before_any_model_loads(tmp_path, m
     assert evaluate_cli(argv) == 2
     err = capsys.readouterr().err
     assert "medqa" in err and "gpqa_medical" in err
+
+
+def test_the_flags_are_the_fields_of_the_one_eval_settings_class():
+    argv = ["--model", "m", "--benchmarks", "medqa,pubmedqa", "--path", "medqa=/x.jsonl", "--top-p", "0.5"]
+    argv += ["--scorers", "strict", "--seed", "3", "--max-new-tokens", "9"]
+    expected = EvalConfig(["medqa", "pubmedqa"], paths={"medqa": "/x.jsonl"}, top_p=0.5, scorers=["strict"], seed=3)
+    expected.max_new_tokens = 9
+    assert eval_config(parse_args(argv)) == expected
+    assert eval_config(parse_args(["--model", "m", "--benchmarks", "medqa"])) == EvalConfig(["medqa"])  # defaults
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--benchmarks", "medqa,medqb"], "unknown medqb; choose from medqa,"),
+        (["--benchmarks", "medqa", "--scorers", "loose"], "unknown loose; choose from strict,lenient"),
+        (["--benchmarks", "medqa", "--engine", "sglang"], "invalid choice: 'sglang'"),
+    ],
+)
+def test_unknown_names_are_refused_with_the_choices(flags, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        parse_args(["--model", "m", *flags])
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_settings_that_cannot_work_together_are_one_error_line(capsys):
+    assert evaluate_cli(["--model", "m", "--benchmarks", "medqa", "--samples", "4"]) == 2
+    assert "greedy samples are identical" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from medzero_pl.data.records import Example
-from medzero_pl.eval.benchmarks import BENCHMARKS, build_tasks, prompt_template
-from medzero_pl.eval.runner import EvalSettings, Task, evaluate, flat_metrics
+from medzero_pl.eval.benchmarks import BENCHMARKS, Task, build_tasks, prompt_template
+from medzero_pl.eval.config import EvalConfig
+from medzero_pl.eval.runner import evaluate, flat_metrics
 from medzero_pl.rollout.base import Rollouts
 from tests.tiny import tiny_tokenizer
 
@@ -50,7 +51,7 @@ def test_sampled_evaluation_by_hand():
         "no idea...",
     ]
     engine = ScriptedEngine(texts)
-    settings = EvalSettings(samples=4, temperature=1.0, max_new_tokens=7, batch_size=2)
+    settings = EvalConfig(samples=4, temperature=1.0, max_new_tokens=7, batch_size=2)
     result = evaluate(engine, tiny_tokenizer(), [pubmed_task(items)], settings)["pubmedqa"]
     assert engine.calls[0][:2] == (2, 4) and engine.calls[0][2].max_new_tokens == 7
     strict, lenient = result["scorers"]["strict"], result["scorers"]["lenient"]
@@ -68,17 +69,19 @@ def test_sampled_evaluation_by_hand():
     assert flat["eval/pubmedqa/strict/pass@4"] == 1.0 and "eval/pubmedqa/mean_length" in flat
 
 
-def test_greedy_settings_reject_several_samples():
+def test_settings_that_cannot_work_are_refused_before_anything_is_generated():
+    engine, task = ScriptedEngine([]), pubmed_task([mcq(0, "A")])
     with pytest.raises(ValueError, match="greedy samples are identical"):
-        EvalSettings(samples=4, temperature=0.0)
+        evaluate(engine, tiny_tokenizer(), [task], EvalConfig(samples=4, temperature=0.0))
     with pytest.raises(ValueError, match="unknown scorer"):
-        EvalSettings(scorers=("strict", "loose"))
+        evaluate(engine, tiny_tokenizer(), [task], EvalConfig(scorers=["strict", "loose"]))
+    assert engine.calls == []
 
 
 def test_ranks_split_the_items():
     items = [mcq(i, "A") for i in range(5)]
     engine = ScriptedEngine(["<answer>A</answer>"] * 5)
-    result = evaluate(engine, tiny_tokenizer(), [pubmed_task(items)], EvalSettings(), rank=1, world_size=2)
+    result = evaluate(engine, tiny_tokenizer(), [pubmed_task(items)], EvalConfig(), rank=1, world_size=2)
     assert [r["id"] for r in result["pubmedqa"]["records"]] == ["q1", "q3"]
 
 
@@ -90,7 +93,7 @@ def test_a_tiny_model_on_20_real_questions_of_every_benchmark(toy, shared_data, 
     tokenizer = load_tokenizer(str(toy["model"]))
     engine = HFRolloutEngine(load_causal_lm(str(toy["model"])), tokenizer)
     tasks = build_tasks(list(BENCHMARKS), paths=eval_paths, data_root=shared_data, limit=20)
-    settings = EvalSettings(max_new_tokens=4, max_prompt_length=128, batch_size=20)
+    settings = EvalConfig(max_new_tokens=4, max_prompt_length=128, batch_size=20)
     results = evaluate(engine, tokenizer, tasks, settings)
     expected = {name: 20 for name in BENCHMARKS} | {"gpqa_medical": 2, "rarearena": 16}
     assert {name: r["items"] for name, r in results.items()} == expected
@@ -106,10 +109,10 @@ def test_a_tiny_model_on_20_real_questions_of_every_benchmark(toy, shared_data, 
 def test_well_formed_rate_follows_whether_the_template_opened_the_reasoning():
     items = [mcq(0, "A"), mcq(1, "B")]
     texts = ["x</think><answer>A</answer>", "<think>x</think><answer>B</answer>"]
-    opened = evaluate(ScriptedEngine(texts), tiny_tokenizer(), [pubmed_task(items)], EvalSettings())["pubmedqa"]
+    opened = evaluate(ScriptedEngine(texts), tiny_tokenizer(), [pubmed_task(items)], EvalConfig())["pubmedqa"]
     assert opened["well_formed_rate"] == 0.5  # r1_zero_base ends the prompt with <think>: a second one is malformed
     assert opened["scorers"]["strict"]["format_rate"] == 1.0  # both answers sit inside <answer> tags
     closed_template = Task(BENCHMARKS["pubmedqa"], items, prompt_template("open_medical_r1"), "open_medical_r1")
-    closed = evaluate(ScriptedEngine(texts), tiny_tokenizer(), [closed_template], EvalSettings())["pubmedqa"]
+    closed = evaluate(ScriptedEngine(texts), tiny_tokenizer(), [closed_template], EvalConfig())["pubmedqa"]
     assert closed["well_formed_rate"] == 0.5  # now only the completion that opens <think> itself is well-formed
     assert flat_metrics({"pubmedqa": closed})["eval/pubmedqa/well_formed_rate"] == 0.5

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from medzero_pl.rewards import REWARDS, RewardOutput, RewardSet, RewardSpec, build_rewards
+from medzero_pl.rewards import REWARDS, RewardOutput, RewardSet, RewardSpec, build_rewards, check_rewards
 
 PRESETS = Path(__file__).resolve().parents[2] / "conf" / "rewards"
 OPTIONS = {"A": "Inhibition of proteasome", "B": "Hyperstabilization of microtubules", "D": "Cross-linking of DNA"}
@@ -187,3 +187,34 @@ def test_specs_may_come_from_omegaconf():
     rewards = build_rewards([*config.rewards, structured])
     out = rewards(None, ["The answer is D"], **columns(("mcq", "D", [])))
     assert out.per_function == {"mcq_accuracy": [1.0], "strict_format": [0.0]}
+
+
+def rows(*tasks):
+    """Training rows as the data module renders them: prompt, prompt ids, source and gold fields."""
+    return [
+        {"prompts": "Q", "prompt_ids": [1, 2], "id": str(i), "source": task, "task": task, "answer": "D",
+         "options": OPTIONS if task == "mcq" else {}, "diagnoses": ["Fabry disease"] if task == "diagnosis" else []}
+        for i, task in enumerate(tasks)
+    ]  # fmt: skip
+
+
+def test_score_reads_one_row_per_completion_and_passes_no_prompt_ids():
+    seen = {}
+
+    def spy(prompts, completions, **columns):
+        seen.update(columns, prompts=prompts)
+        return [1.0] * len(completions)
+
+    batch = {key: [row[key] for row in rows("mcq", "mcq")] for key in rows("mcq")[0]}
+    scored = RewardSet(["spy"], [spy], [0.5]).score(batch, ["a", "b"], [[7], [8]])
+    assert scored.total == [0.5, 0.5]
+    assert seen["prompts"] == ["Q", "Q"] and seen["completion_ids"] == [[7], [8]] and seen["task"] == ["mcq", "mcq"]
+    assert "prompt_ids" not in seen
+
+
+def test_check_rewards_refuses_a_set_that_applies_to_none_of_the_data_and_names_the_unused_ones():
+    with pytest.raises(ValueError, match=r"none of \['diagnosis_match'\] applies to the training data \(tasks: mcq\)"):
+        check_rewards(build_rewards([RewardSpec("diagnosis_match")]), rows("mcq", "mcq"))
+    mixed = build_rewards([RewardSpec("mcq_accuracy"), RewardSpec("diagnosis_match")])
+    assert check_rewards(mixed, rows("mcq")) == ["diagnosis_match"]
+    assert check_rewards(mixed, rows("mcq", "diagnosis")) == []

@@ -19,9 +19,9 @@ if not os.environ.get("CI"):
 
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from medzero_pl.config import RolloutConfig
 from medzero_pl.grpo import completion_logprobs
 from medzero_pl.rollout import HFRolloutEngine, SamplingParams, build_engine
+from medzero_pl.rollout.config import RolloutConfig
 from tests.tiny import make_tiny_model_dir
 
 pytestmark = pytest.mark.slow  # each module starts a vLLM engine (12-30 s on 2 cores)

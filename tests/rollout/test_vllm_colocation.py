@@ -13,7 +13,8 @@ import torch
 
 from medzero_pl.errors import UserError
 from medzero_pl.rollout.base import SamplingParams
-from medzero_pl.rollout.vllm import Placement, VLLMEngine, VLLMSettings, engine_kwargs, launcher_env
+from medzero_pl.rollout.config import RolloutConfig
+from medzero_pl.rollout.vllm import Placement, VLLMEngine, engine_kwargs, launcher_env
 from tests.rollout import fake_vllm
 
 GPU = {"cuda": True}
@@ -29,7 +30,7 @@ ROLLOUT = ["wake_up(['kv_cache'])", "generate"]
 
 
 def kwargs_for(placement: Placement, cuda: bool = True, **settings) -> dict:
-    return engine_kwargs("model-dir", VLLMSettings(seed=7, **settings), placement, cuda=cuda)
+    return engine_kwargs("model-dir", RolloutConfig(engine="vllm", **settings), placement, cuda=cuda, seed=7)
 
 
 # ------------------------------------------------------------------------------------------- placement
@@ -110,7 +111,7 @@ def test_the_engine_is_built_with_the_launcher_variables_which_are_restored_afte
     vllm = fake_vllm.install(monkeypatch)
     monkeypatch.setenv("LOCAL_RANK", "1")  # as the launcher set it: Lightning reads it as the local rank
     monkeypatch.delenv("RANK", raising=False)
-    VLLMEngine("model-dir", [1], VLLMSettings(), Placement(rank=1, local_rank=5, world_size=2))
+    VLLMEngine("model-dir", [1], RolloutConfig(engine="vllm"), Placement(rank=1, local_rank=5, world_size=2))
     (llm,) = vllm.built
     assert llm.env == {"RANK": "1", "LOCAL_RANK": "5", "WORLD_SIZE": "2"}
     assert llm.kwargs["distributed_executor_backend"] == "external_launcher"
@@ -120,7 +121,7 @@ def test_the_engine_is_built_with_the_launcher_variables_which_are_restored_afte
 # ------------------------------------------------------------------------------------------- sleep mode
 def sleeping_engine(monkeypatch) -> tuple[VLLMEngine, list[str]]:
     vllm = fake_vllm.install(monkeypatch)
-    return VLLMEngine("model-dir", [1], VLLMSettings(enable_sleep_mode=True)), vllm.events
+    return VLLMEngine("model-dir", [1], RolloutConfig(engine="vllm", enable_sleep_mode=True)), vllm.events
 
 
 def test_the_engine_sleeps_as_soon_as_it_is_built_and_discards_its_weights(monkeypatch):
@@ -155,7 +156,7 @@ def test_an_evaluation_after_a_sync_wakes_the_kv_cache_once_for_all_its_batches(
 
 def test_without_sleep_mode_the_engine_keeps_its_weights_and_never_sleeps(monkeypatch):
     vllm = fake_vllm.install(monkeypatch)
-    engine = VLLMEngine("model-dir", [1], VLLMSettings())
+    engine = VLLMEngine("model-dir", [1], RolloutConfig(engine="vllm"))
     engine.generate([[5, 6]], 2, SAMPLING)  # the weights it was built with, as before any sync
     engine.sleep()
     engine.update_weights([("model.w", torch.ones(1))])
