@@ -13,6 +13,7 @@ from medzero_pl.config import compose
 from medzero_pl.fit import build
 from medzero_pl.forward import completion_logprobs_and_entropy, pack, pad_rows, prompt_groups, trim_columns
 from medzero_pl.grpo import AGGREGATIONS, completion_logprobs, grpo_loss
+from medzero_pl.models import load_causal_lm
 from tests.tiny import tiny_llama
 from tests.toy_task import toy_overrides
 
@@ -200,11 +201,16 @@ def _train(toy, run_dir, shared: bool, fused: bool) -> tuple[dict[str, torch.Ten
 
 
 def test_a_run_with_the_shared_prompt_forward_and_fused_head_trains_like_the_plain_one(toy, tmp_path):
+    initial = load_causal_lm(str(toy["model"])).state_dict()
     plain_weights, plain_losses = _train(toy, tmp_path / "plain", shared=False, fused=False)
     shared_weights, shared_losses = _train(toy, tmp_path / "shared", shared=True, fused=True)
     assert shared_losses == pytest.approx(plain_losses, abs=TOL)
+    # The updates, not the weights, with a relative tolerance: Adam divides each coordinate's gradient by its own
+    # running scale, so float noise in a near-zero gradient becomes noise in its update (measured on one host:
+    # 1.3e-5 on an update of 0.029 after 4 steps at lr 1e-2, with losses equal to 4e-9).
     for name, tensor in plain_weights.items():
-        torch.testing.assert_close(shared_weights[name], tensor, atol=TOL, rtol=0, msg=name)
+        plain_update, shared_update = tensor - initial[name], shared_weights[name] - initial[name]
+        torch.testing.assert_close(shared_update, plain_update, atol=TOL, rtol=1e-3, msg=name)
 
 
 def test_pack_left_pads_prompts_and_right_pads_completions_after_them():
