@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from medzero_pl.errors import UserError
+from medzero_pl.pickles import check_sharded_checkpoint, load_shard
 
 log = logging.getLogger(__name__)
 LAST = "last.ckpt"
@@ -61,7 +62,8 @@ def checkpoint_exists(path: str | Path) -> bool:
 def read_checkpoint_header(path: str | Path) -> dict[str, Any]:
     """The checkpoint's dict with its tensors memory-mapped (cheap); a damaged file raises `RunDirectoryError`.
 
-    For a sharded DeepSpeed directory this is rank 0's model-states file, which holds Lightning's state.
+    For a sharded DeepSpeed directory this is rank 0's model-states file, which holds Lightning's state; every file
+    of the directory is first checked to unpickle nothing but data (`medzero_pl/pickles.py`).
     """
     sharded = Path(path).is_dir()
     if sharded:
@@ -69,11 +71,9 @@ def read_checkpoint_header(path: str | Path) -> dict[str, Any]:
         found = sorted(Path(path).glob("*/*mp_rank_00_model_states.pt"))
         if not found:
             raise RunDirectoryError(f"{path}: a checkpoint directory without rank 0's model states file")
+        check_sharded_checkpoint(path)  # before DeepSpeed, which unpickles every shard with weights_only=False
     try:
-        if sharded:  # DeepSpeed pickles its own objects in it: a file the run itself wrote
-            state = torch.load(found[0], map_location="cpu", weights_only=False)
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        state = load_shard(found[0]) if sharded else torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except FileNotFoundError:
         raise RunDirectoryError(f"{path}: no such checkpoint") from None
     except Exception as err:  # truncated zip, garbage, wrong format: torch raises RuntimeError/UnpicklingError
