@@ -35,6 +35,7 @@ from medzero_pl.grpo import (
     objective_settings,
 )
 from medzero_pl.grpo.loss import TRL_LOSS_TYPES
+from medzero_pl.redaction import redact_secrets
 from medzero_pl.rewards import RewardSpec
 
 CONF_DIR = Path(os.environ.get("MEDZERO_CONF_DIR", Path(__file__).resolve().parents[1] / "conf"))
@@ -674,7 +675,8 @@ def _lightning_problems(extra: dict[str, Any]) -> list[str]:
 
 
 def to_yaml(cfg: Config) -> str:
-    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+    """The config as YAML, secrets redacted (`medzero_pl/redaction.py`): what `config.yaml` and `print_config` show."""
+    return OmegaConf.to_yaml(redact_secrets(OmegaConf.to_container(OmegaConf.structured(cfg)), env=os.environ))
 
 
 def field_help(cls: type = Config, prefix: str = "") -> list[tuple[str, str, str]]:
