@@ -14,9 +14,18 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel
 
+from medzero_pl.errors import UserError
 from medzero_pl.models import load_causal_lm
 
 POLICY_PREFIX = "policy."
+
+
+class CheckpointError(UserError):
+    """Not a readable medzero_pl checkpoint, or one that does not fit the base model."""
+
+
+class MissingCheckpointError(CheckpointError, FileNotFoundError):
+    """No checkpoint file or directory at the given path."""
 
 
 def policy_state(checkpoint: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -28,13 +37,17 @@ def policy_state(checkpoint: str | Path) -> tuple[dict[str, torch.Tensor], dict[
         state, meta = zero_checkpoint_state_dict(path)
         hparams = meta.get("hyper_parameters", {})
     elif path.is_file():
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # truncated zip, garbage, foreign pickle: torch raises RuntimeError/UnpicklingError
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise CheckpointError(f"{path}: not a readable checkpoint ({first})") from None
         state, hparams = ckpt["state_dict"], ckpt.get("hyper_parameters", {})
     else:
-        raise FileNotFoundError(f"{path}: no such checkpoint file or directory")
+        raise MissingCheckpointError(f"{path}: no such checkpoint file or directory")
     weights = {k[len(POLICY_PREFIX) :]: v for k, v in state.items() if k.startswith(POLICY_PREFIX)}
     if not weights:
-        raise ValueError(f"{path} holds no '{POLICY_PREFIX}*' weights: not a medzero_pl checkpoint")
+        raise CheckpointError(f"{path} holds no '{POLICY_PREFIX}*' weights: not a medzero_pl checkpoint")
     return weights, hparams
 
 
@@ -49,19 +62,19 @@ def load_policy(
         dtype: `float32`, `bfloat16` or `float16` (default: the run's `model.dtype`).
 
     Raises:
-        FileNotFoundError: No such checkpoint.
-        ValueError: Not a medzero_pl checkpoint, no recorded base model, or weights that do not fit the base model.
+        MissingCheckpointError: No such checkpoint.
+        CheckpointError: Not a medzero_pl checkpoint, no recorded base model, or weights that do not fit the base model.
     """
     weights, hparams = policy_state(checkpoint)
     recorded = hparams.get("model", {})
     name = base or recorded.get("name_or_path")
     if not name:
-        raise ValueError(f"{checkpoint} does not record its base model: name it (export --base, eval --model)")
+        raise CheckpointError(f"{checkpoint} does not record its base model: name it (export --base, eval --model)")
     model = load_causal_lm(name, dtype=dtype or recorded.get("dtype", "float32"))
     missing, unexpected = model.load_state_dict(weights, strict=False)
     tied = {k for k in missing if model.config.tie_word_embeddings and k.endswith("lm_head.weight")}  # saved once
     if set(missing) - tied or unexpected:
-        raise ValueError(
+        raise CheckpointError(
             f"{checkpoint} does not match {name}: missing {sorted(set(missing) - tied)}, unexpected {unexpected}"
         )
     model.tie_weights()

@@ -12,6 +12,7 @@ fields) and every conflict between blocks into one error.
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ from medzero_pl.grpo.config import GRPOConfig, kl_loss_type_hint, loss_type_hint
 from medzero_pl.models import ModelConfig
 from medzero_pl.optim import OptimConfig
 from medzero_pl.paths import CONF_DIR
+from medzero_pl.redaction import redact_secrets
 from medzero_pl.rewards import RewardSpec
 from medzero_pl.rollout.config import RolloutConfig
 from medzero_pl.strategies import trained_dtype
@@ -182,7 +184,8 @@ def model_problems(cfg: Config) -> list[str]:
 
 
 def to_yaml(cfg: Config) -> str:
-    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+    """The config as YAML, secrets redacted (`medzero_pl/redaction.py`): what `config.yaml` and `print_config` show."""
+    return OmegaConf.to_yaml(redact_secrets(OmegaConf.to_container(OmegaConf.structured(cfg)), env=os.environ))
 
 
 def field_help(cls: type = Config, prefix: str = "") -> list[tuple[str, str, str]]:

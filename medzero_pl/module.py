@@ -35,6 +35,7 @@ from medzero_pl.grpo.correction import importance_weights, sampler_mismatch
 from medzero_pl.grpo.metrics import step_metrics
 from medzero_pl.models import ModelConfig, load_causal_lm, load_tokenizer, resolve_model
 from medzero_pl.optim import OptimConfig, build_optimizer
+from medzero_pl.redaction import redact_secrets
 from medzero_pl.rewards import RewardOutput, RewardSpec, build_rewards
 from medzero_pl.rollout import Placement, RolloutConfig, build_engine
 from medzero_pl.rollout.base import RolloutEngine, Rollouts, SamplingParams, repeat_each
@@ -63,14 +64,16 @@ class GRPOModule(LightningModule):
         self.seed = seed
         # Plain containers only, so checkpoints load with torch.load(weights_only=True).
         self.save_hyperparameters(
-            {
-                "model": asdict(self.model_config),
-                "grpo": asdict(self.grpo),
-                "optim": asdict(self.optim),
-                "rewards": [asdict(r) if is_dataclass(r) else dict(r) for r in rewards or []],
-                "seed": seed,
-                "rollout": asdict(self.rollout_config),
-            }
+            redact_secrets(
+                {
+                    "model": asdict(self.model_config),
+                    "grpo": asdict(self.grpo),
+                    "optim": asdict(self.optim),
+                    "rewards": [asdict(r) if is_dataclass(r) else dict(r) for r in rewards or []],
+                    "seed": seed,
+                    "rollout": asdict(self.rollout_config),
+                }
+            )  # hparams reach hparams.yaml, checkpoints and W&B
         )
         self.automatic_optimization = False
         self.reward_specs = [r if isinstance(r, RewardSpec) else RewardSpec(**r) for r in rewards or []]

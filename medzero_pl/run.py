@@ -35,6 +35,7 @@ from medzero_pl.data.datamodule import MedZeroDataModule, normalised_questions
 from medzero_pl.errors import ConfigError
 from medzero_pl.eval.config import EvalConfig
 from medzero_pl.models import check_context_window
+from medzero_pl.redaction import redact_secrets
 from medzero_pl.rewards import check_rewards
 from medzero_pl.rundir import (
     RunLock,
@@ -291,12 +292,13 @@ def trainer_arguments(cfg: Config) -> dict[str, Any]:
 def cli_config(cfg: Config) -> dict[str, Any]:
     """The same run as a LightningCLI config: `python -m medzero_pl fit --config <run_dir>/cli_config.yaml`."""
     plain = dataclasses.asdict(cfg)
-    return {
+    layout = {
         "seed_everything": cfg.seed,
         "trainer": trainer_arguments(cfg),
         "model": {k: plain[k] for k in ("model", "grpo", "optim", "rewards", "rollout")} | {"seed": cfg.seed},
         "data": {"data": plain["data"], "prompt": plain["prompt"]},  # the CLI links data.tokenizer to the model
     }
+    return redact_secrets(layout, env=os.environ)  # a written record: secrets as ${oc.env:NAME} or redacted
 
 
 def config_of(trainer: MedZeroTrainer, module: Any, datamodule: Any) -> Config:

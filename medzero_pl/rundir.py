@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import socket
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import MISSING, fields, is_dataclass
@@ -25,6 +26,7 @@ from typing import Any, get_args, get_origin, get_type_hints
 import torch
 
 from medzero_pl.errors import UserError
+from medzero_pl.pickles import check_sharded_checkpoint, load_shard
 
 log = logging.getLogger(__name__)
 LAST = "last.ckpt"
@@ -63,7 +65,8 @@ def checkpoint_exists(path: str | Path) -> bool:
 def read_checkpoint_header(path: str | Path) -> dict[str, Any]:
     """The checkpoint's dict with its tensors memory-mapped (cheap); a damaged file raises `RunDirectoryError`.
 
-    For a sharded DeepSpeed directory this is rank 0's model-states file, which holds Lightning's state.
+    For a sharded DeepSpeed directory this is rank 0's model-states file, which holds Lightning's state; every file
+    of the directory is first checked to unpickle nothing but data (`medzero_pl/pickles.py`).
     """
     sharded = Path(path).is_dir()
     if sharded:
@@ -71,11 +74,9 @@ def read_checkpoint_header(path: str | Path) -> dict[str, Any]:
         found = sorted(Path(path).glob("*/*mp_rank_00_model_states.pt"))
         if not found:
             raise RunDirectoryError(f"{path}: a checkpoint directory without rank 0's model states file")
+        check_sharded_checkpoint(path)  # before DeepSpeed, which unpickles every shard with weights_only=False
     try:
-        if sharded:  # DeepSpeed pickles its own objects in it: a file the run itself wrote
-            state = torch.load(found[0], map_location="cpu", weights_only=False)
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        state = load_shard(found[0]) if sharded else torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except FileNotFoundError:
         raise RunDirectoryError(f"{path}: no such checkpoint") from None
     except Exception as err:  # truncated zip, garbage, wrong format: torch raises RuntimeError/UnpicklingError
@@ -243,19 +244,36 @@ def check_resume_compatible(
     )
 
 
-class RunLock:
-    """`<run_dir>/.medzero.lock` holds the owner's host and pid; a second run on the same directory refuses.
+# A scheduler's job id survives a requeue (SLURM keeps SLURM_JOB_ID); the first one set names the job.
+JOB_ID_VARIABLES = ("SLURM_JOB_ID", "PBS_JOBID", "LSB_JOBID", "JOB_ID")
 
-    A lock left by a process that no longer exists (same host) is taken over with a warning.
+
+def scheduler_job_id() -> str | None:
+    return next((os.environ[v] for v in JOB_ID_VARIABLES if os.environ.get(v)), None)
+
+
+class RunLock:
+    """`<run_dir>/.medzero.lock` holds the owner's host, pid and scheduler job id; a second run on the same directory
+    refuses while the owner lives.
+
+    The owner refreshes the file's modification time every `heartbeat_s` seconds from a daemon thread, so a run
+    killed without cleanup (out of memory, node failure, SIGKILL past SLURM's grace period) leaves a lock that goes
+    stale. Taken over with a warning: a lock whose heartbeat is older than `stale_s`, one of the same scheduler job
+    (a requeue, usually on another node), or one of a process of this host that no longer exists.
     """
 
-    def __init__(self, run_dir: str | Path) -> None:
+    def __init__(self, run_dir: str | Path, heartbeat_s: float = 60.0, stale_s: float = 600.0) -> None:
         self.path = Path(run_dir) / LOCK
         self.held = False
+        self.heartbeat_s, self.stale_s = heartbeat_s, stale_s
+        self._stop = threading.Event()
+        self._beat: threading.Thread | None = None
 
     def acquire(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         owner = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+        if job := scheduler_job_id():
+            owner["job"] = job
         for _ in range(2):
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -265,31 +283,55 @@ class RunLock:
             with os.fdopen(fd, "w") as f:
                 json.dump(owner, f)
             self.held = True
+            self._stop.clear()
+            self._beat = threading.Thread(target=self._heartbeat, name="medzero-lock-heartbeat", daemon=True)
+            self._beat.start()
             return
         raise RunDirectoryError(f"{self.path}: could not take the run lock")
 
     def release(self) -> None:
         if self.held:
+            self._stop.set()
+            if self._beat is not None:
+                self._beat.join()
             self.path.unlink(missing_ok=True)
             self.held = False
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(self.heartbeat_s):
+            try:
+                os.utime(self.path)
+            except OSError:  # deleted by hand or a full disk: the run goes on; a second run may then start
+                log.warning("could not refresh the run lock %s", self.path)
 
     def _take_over_if_stale(self) -> None:
         try:
             owner = json.loads(self.path.read_text())
             host, pid = owner["host"], int(owner["pid"])
+            age = time.time() - self.path.stat().st_mtime
+        except FileNotFoundError:
+            return  # released meanwhile
         except (OSError, ValueError, KeyError, TypeError):
             log.warning("%s is unreadable; taking it over", self.path)
             self.path.unlink(missing_ok=True)
             return
-        if host == socket.gethostname() and not _alive(pid):
-            log.warning("taking over the lock of run pid %d on %s, which no longer runs", pid, host)
-            self.path.unlink(missing_ok=True)
-            return
-        where = "this machine" if host == socket.gethostname() else host
-        raise RunDirectoryError(
-            f"{self.path.parent} is in use by another run (pid {pid} on {where}, since {owner.get('since', '?')}): "
-            f"choose another run_dir, or delete {self.path} if that run is gone"
-        )
+        here = host == socket.gethostname()
+        live_here = here and _alive(pid)
+        job = scheduler_job_id()
+        if here and not live_here:
+            reason = f"run pid {pid} on {host}, which no longer runs"
+        elif not live_here and job is not None and owner.get("job") == job:
+            reason = f"run pid {pid} on {host} of this scheduler job {job} (requeued)"
+        elif not live_here and age > self.stale_s:
+            reason = f"run pid {pid} on {host}, whose heartbeat stopped {age:.0f} s ago"
+        else:
+            where = "this machine" if here else host
+            raise RunDirectoryError(
+                f"{self.path.parent} is in use by another run (pid {pid} on {where}, since {owner.get('since', '?')}, "
+                f"heartbeat {age:.0f} s ago): choose another run_dir, or delete {self.path} if that run is gone"
+            )
+        log.warning("taking over the lock of %s", reason)
+        self.path.unlink(missing_ok=True)
 
 
 def _alive(pid: int) -> bool:

@@ -161,7 +161,11 @@ def test_resume_refuses_settings_that_change_the_data_stream_or_objective(toy, t
 
 def test_resuming_a_sharded_checkpoint_on_another_number_of_ranks_is_refused_before_loading(toy, tmp_path, capsys):
     _, module, datamodule = build(compose(short(toy, tmp_path)))
-    state = {"global_step": 1, "hyper_parameters": module.hparams, "datamodule_hyper_parameters": datamodule.hparams}
+    state = {
+        "global_step": 1,
+        "hyper_parameters": dict(module.hparams),
+        "datamodule_hyper_parameters": dict(datamodule.hparams),
+    }
     last = tmp_path / "checkpoints" / "last.ckpt"
     (last / "checkpoint").mkdir(parents=True)
     (last / "latest").write_text("checkpoint")

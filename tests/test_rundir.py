@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import copy
+import json
+import logging
+import os
+import time
 from dataclasses import asdict
 
 import pytest
@@ -127,3 +131,44 @@ def test_a_held_lock_refuses_a_second_owner_until_released(tmp_path):
     second.acquire()
     assert second.held
     second.release()
+
+
+def _foreign_lock(run_dir, age_s: float = 0.0, **owner) -> None:
+    lock = run_dir / ".medzero.lock"
+    lock.write_text(json.dumps({"host": "node-that-died", "pid": 4242, "since": "x"} | owner))
+    os.utime(lock, (time.time() - age_s, time.time() - age_s))
+
+
+def test_a_requeued_job_takes_over_the_lock_its_killed_run_left_on_another_node(tmp_path, monkeypatch, caplog):
+    _foreign_lock(tmp_path, job="777")
+    monkeypatch.setenv("SLURM_JOB_ID", "777")
+    lock = RunLock(tmp_path)
+    with caplog.at_level(logging.WARNING):
+        lock.acquire()
+    assert lock.held and "of this scheduler job 777 (requeued)" in caplog.text
+    assert json.loads((tmp_path / ".medzero.lock").read_text())["job"] == "777"
+    lock.release()
+
+
+def test_a_lock_whose_heartbeat_stopped_is_taken_over_and_a_beating_one_is_not(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("SLURM_JOB_ID", "778")
+    _foreign_lock(tmp_path, age_s=30, job="777")
+    with pytest.raises(RunDirectoryError, match="in use by another run .*node-that-died"):
+        RunLock(tmp_path, stale_s=600).acquire()
+    _foreign_lock(tmp_path, age_s=3600, job="777")
+    lock = RunLock(tmp_path, stale_s=600)
+    with caplog.at_level(logging.WARNING):
+        lock.acquire()
+    assert "whose heartbeat stopped" in caplog.text
+    lock.release()
+
+
+def test_a_held_lock_keeps_beating(tmp_path):
+    lock = RunLock(tmp_path, heartbeat_s=0.05)
+    lock.acquire()
+    path = tmp_path / ".medzero.lock"
+    os.utime(path, (time.time() - 3600, time.time() - 3600))
+    time.sleep(0.5)
+    assert time.time() - path.stat().st_mtime < 60
+    lock.release()
+    assert not path.exists()

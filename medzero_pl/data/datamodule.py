@@ -23,6 +23,7 @@ from medzero_pl.data.prompts import PromptTemplate, render_prompt
 from medzero_pl.data.readers import resolve_path
 from medzero_pl.data.records import DataFormatError, Example
 from medzero_pl.models import load_tokenizer
+from medzero_pl.redaction import redact_secrets
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ class MedZeroDataModule(LightningDataModule):
         self.config = data or DataConfig()
         self.prompt = prompt or PromptTemplate()
         # Saved in checkpoints, so a resume can tell whether the data stream changed (plain containers only).
-        self.save_hyperparameters({"data": asdict(self.config), "prompt": asdict(self.prompt)})
+        self.save_hyperparameters(redact_secrets({"data": asdict(self.config), "prompt": asdict(self.prompt)}))
         self.tokenizer_name = tokenizer
         self.train_items: list[dict[str, Any]] = []
         self.val_items: list[dict[str, Any]] = []

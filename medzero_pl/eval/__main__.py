@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import typing
 from dataclasses import MISSING, asdict, fields
@@ -43,7 +44,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", default="runs/eval", help="report directory")
     p.add_argument("--judge-url", help="OpenAI-compatible endpoint (http://host:port/v1) for diagnosis judging")
     p.add_argument("--judge-model", default="judge", help="model name sent to the judge endpoint")
-    p.add_argument("--judge-cache", help="judge cache directory (default: <out>/judge_cache)")
+    p.add_argument("--judge-cache", help="judge cache directory (default: <out>/judge)")
+    p.add_argument("--judge-timeout", type=float, default=60.0, help="seconds per judge request (> 0)")
+    p.add_argument("--judge-retries", type=int, default=2, help="extra attempts per case after a failure (>= 0)")
+    p.add_argument(
+        "--judge-api-key-env",
+        default="MEDZERO_JUDGE_API_KEY",
+        metavar="VAR",
+        help="environment variable holding the judge's API key, sent as a Bearer header (never written anywhere)",
+    )
     args = p.parse_args(argv)
     if not args.model and not args.ckpt:
         p.error("give at least one --model or --ckpt")
@@ -140,7 +149,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.judge_url:
         from medzero_pl.eval.judge import JudgeClient
 
-        judge = JudgeClient(args.judge_url, args.judge_model, cache_dir=args.judge_cache or Path(args.out) / "judge")
+        if args.judge_timeout <= 0 or args.judge_retries < 0:
+            print("error: --judge-timeout: expected > 0 seconds; --judge-retries: expected >= 0", file=sys.stderr)
+            return 2
+        judge = JudgeClient(
+            args.judge_url,
+            args.judge_model,
+            cache_dir=args.judge_cache or Path(args.out) / "judge",
+            timeout=args.judge_timeout,
+            retries=args.judge_retries,
+            api_key=os.environ.get(args.judge_api_key_env) or None,
+        )
     torch.manual_seed(settings.seed)
     rows: dict[str, dict[str, Any]] = {}
     runs = [(m, None) for m in args.model] + [(args.model[0] if len(args.model) == 1 else None, c) for c in args.ckpt]

@@ -6,17 +6,20 @@ prediction scores 2, top-5 those with a 2 among the first five. The offline fuzz
 (:mod:`medzero_pl.rewards.diagnosis`) is the default scorer; the judge is an optional second opinion.
 
 The client sends one chat request per case (temperature 0) and expects a JSON list with one integer per
-prediction, e.g. ``[0, 2, 1]``. Replies are cached on disk by request content, so re-running a report costs no
-calls. Timeouts, connection errors, HTTP 429 and 5xx are retried with exponential backoff. A reply that does not
-parse into the right number of scores in {0, 1, 2} is *malformed*: the case is unscored (left out of top-1/top-5
-and counted), never silently wrong.
+prediction, e.g. ``[0, 2, 1]``. Parsed verdicts are cached on disk by request content, so re-running a report
+costs no calls; nothing else is cached, so a judge that misbehaved once is asked again next time. Timeouts,
+connection errors, replies that are not HTTP, 429 and 5xx are retried with exponential backoff. A reply that does
+not decode, is not a chat completion, or does not parse into the right number of scores in {0, 1, 2} is
+*malformed*: the case is unscored (left out of top-1/top-5 and counted), never silently wrong.
 """
 
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import logging
+import os
 import re
 import time
 import urllib.error
@@ -121,26 +124,36 @@ class JudgeClient:
             return Verdict((), "no_answer")
         payload = self.payload(gold, predictions)
         key = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
-        cached = self._cached(key)
+        cached = self._cached(key, len(predictions))
         if cached is not None:
-            scores = parse_scores(cached, len(predictions))
-            return Verdict(scores, "ok" if scores is not None else "malformed", cached=True)
+            return Verdict(cached, "ok", cached=True)
         content = self._post(payload)
         if content is None:
             return Verdict(None, "error")
-        if self.cache_dir is not None:
-            self.cache_dir.mkdir(parents=True, exist_ok=True)
-            (self.cache_dir / f"{key}.json").write_text(json.dumps({"request": payload, "content": content}))
         scores = parse_scores(content, len(predictions))
         if scores is None:
             log.warning("judge: malformed reply %r", content[:200])
-        return Verdict(scores, "ok" if scores is not None else "malformed")
+            return Verdict(None, "malformed")
+        self._store(key, {"request": payload, "content": content})
+        return Verdict(scores, "ok")
 
-    def _cached(self, key: str) -> str | None:
+    def _cached(self, key: str, n: int) -> tuple[int, ...] | None:
+        """The cached verdict's scores; an unreadable or unparsable entry (e.g. an older version's) is a miss."""
         if self.cache_dir is None:
             return None
-        path = self.cache_dir / f"{key}.json"
-        return json.loads(path.read_text())["content"] if path.is_file() else None
+        try:
+            content = json.loads((self.cache_dir / f"{key}.json").read_text())["content"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return parse_scores(content, n) if isinstance(content, str) else None
+
+    def _store(self, key: str, entry: dict[str, Any]) -> None:
+        if self.cache_dir is None:
+            return
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.cache_dir / f".{key}.json.tmp{os.getpid()}"
+        tmp.write_text(json.dumps(entry))
+        os.replace(tmp, self.cache_dir / f"{key}.json")  # a killed run leaves no half-written entry
 
     def _post(self, payload: dict[str, Any]) -> str | None:
         data = json.dumps(payload).encode()
@@ -154,18 +167,21 @@ class JudgeClient:
             request = urllib.request.Request(self.url, data=data, headers=headers, method="POST")
             try:
                 with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                    body = json.loads(response.read().decode())
-                return str(body["choices"][0]["message"]["content"])
+                    raw = response.read()
             except urllib.error.HTTPError as err:
                 if err.code not in RETRY_STATUS:
                     log.warning("judge: HTTP %d, not retried", err.code)
                     return None
                 log.warning("judge: HTTP %d (attempt %d)", err.code, attempt + 1)
-            except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
-                log.warning("judge: %s (attempt %d)", err, attempt + 1)
-            except (json.JSONDecodeError, KeyError, IndexError, TypeError) as err:
+                continue
+            except (OSError, http.client.HTTPException) as err:  # refused, reset, timed out, not HTTP at all
+                log.warning("judge: %s (attempt %d)", err or type(err).__name__, attempt + 1)
+                continue
+            try:
+                return str(json.loads(raw.decode())["choices"][0]["message"]["content"])
+            except (ValueError, KeyError, IndexError, TypeError) as err:  # not UTF-8, not JSON, not a completion
                 log.warning("judge: reply is not a chat completion: %s", err)
-                return ""  # an answer, but not one we can read: malformed
+                return ""  # an answer, but not one we can read: malformed (and never cached)
         return None
 
 

@@ -31,6 +31,7 @@ from typing import Any
 import torch
 from lightning.pytorch.strategies import DeepSpeedStrategy
 
+from medzero_pl.pickles import check_sharded_checkpoint, load_shard
 from medzero_pl.rundir import PREVIOUS, is_universal
 
 
@@ -314,8 +315,9 @@ def zero_checkpoint_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor
     from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint, get_model_state_file
 
     path = Path(path)
+    check_sharded_checkpoint(path)  # zero_to_fp32 unpickles the shards with weights_only=False
     tag = (path / "latest").read_text().strip()
     state = get_fp32_state_dict_from_zero_checkpoint(str(path), tag=tag)
-    client = torch.load(get_model_state_file(str(path / tag), zero_stage=3), map_location="cpu", weights_only=False)
+    client = load_shard(get_model_state_file(str(path / tag), zero_stage=3))
     meta = {k: v for k, v in client.items() if k not in ("module", "optimizer", "lr_scheduler")}
     return dict(state), meta

@@ -15,8 +15,9 @@ from medzero_pl.eval.judge import JudgeClient, judge_results, parse_scores
 
 
 class FakeServer:
-    """Answers POST /v1/chat/completions from a script of replies: a content string, ("status", code) or
-    ("sleep", seconds, content). Records every request. Stops itself after `lifetime` seconds at the latest."""
+    """Answers POST /v1/chat/completions from a script of replies: a content string, ("status", code),
+    ("sleep", seconds, content), ("body", bytes) as a 200 reply's body or ("raw", bytes) in place of any HTTP reply.
+    Records every request. Stops itself after `lifetime` seconds at the latest."""
 
     def __init__(self, script, lifetime: float = 60.0) -> None:
         self.script, self.requests = list(script), []
@@ -25,8 +26,19 @@ class FakeServer:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                server.requests.append({"path": self.path, "body": body, "type": self.headers["Content-Type"]})
+                server.requests.append(
+                    {
+                        "path": self.path,
+                        "body": body,
+                        "type": self.headers["Content-Type"],
+                        "auth": self.headers["Authorization"],
+                    }
+                )
                 step = server.script.pop(0) if server.script else "[]"
+                if isinstance(step, tuple) and step[0] == "raw":
+                    self.wfile.write(step[1])
+                    self.close_connection = True
+                    return
                 if isinstance(step, tuple) and step[0] == "status":
                     self.send_response(step[1])
                     self.end_headers()
@@ -35,6 +47,8 @@ class FakeServer:
                     time.sleep(step[1])
                     step = step[2]
                 reply = json.dumps({"choices": [{"message": {"role": "assistant", "content": step}}]}).encode()
+                if isinstance(step, tuple) and step[0] == "body":
+                    reply = step[1]
                 try:
                     self.send_response(200)
                     self.send_header("Content-Type", "application/json")
@@ -129,3 +143,33 @@ def test_judged_benchmark_counts_malformed_as_unscored_not_wrong(tmp_path):
     assert summary["top1"] == pytest.approx(1 / 3) and summary["top5"] == pytest.approx(2 / 3)
     assert summary["malformed"] == 1 and summary["unscored"] == 1 and summary["scored"] == 3
     assert records[2]["judge"] == {"scores": None, "status": "malformed"}
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [("body", b"\xff\xfe not utf-8"), ("body", b'{"object": "error", "message": "overloaded"}'), ("body", b"<html>")],
+    ids=["not-utf8", "not-a-completion", "not-json"],
+)
+def test_an_unreadable_reply_is_unscored_and_not_cached_so_a_working_judge_is_asked_next_time(tmp_path, bad):
+    with FakeServer([bad]) as server:
+        verdict = client(server.url, tmp_path).judge(["Fabry disease"], ["Fabry disease"])
+    assert verdict.scores is None and verdict.status == "malformed"
+    with FakeServer(["[2]"]) as server:
+        verdict = client(server.url, tmp_path).judge(["Fabry disease"], ["Fabry disease"])
+    assert verdict.scores == (2,) and not verdict.cached and len(server.requests) == 1
+    with FakeServer([]) as server:  # now a parsed verdict: from the cache, no request
+        assert client(server.url, tmp_path).judge(["Fabry disease"], ["Fabry disease"]).cached
+    assert server.requests == []
+
+
+def test_a_reply_that_is_not_http_is_an_error_not_a_crash(tmp_path):
+    with FakeServer([("raw", b"garbage, not HTTP\r\n\r\n")] * 2) as server:
+        verdict = client(server.url, tmp_path, retries=1).judge(["Fabry disease"], ["Fabry disease"])
+    assert verdict.scores is None and verdict.status == "error" and len(server.requests) == 2
+
+
+def test_the_api_key_is_sent_as_a_bearer_header(tmp_path):
+    with FakeServer(["[2]"]) as server:
+        client(server.url, tmp_path, api_key="sk-judge").judge(["Fabry disease"], ["Fabry disease"])
+    assert server.requests[0]["auth"] == "Bearer sk-judge"
+    assert "sk-judge" not in "".join(p.read_text() for p in (tmp_path / "cache").iterdir())
