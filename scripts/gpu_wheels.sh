@@ -4,7 +4,7 @@
 #
 #   PYTHON=.venv/bin/python scripts/gpu_wheels.sh     # needs PyPI here, and torch in $PYTHON (DeepSpeed builds on it)
 #
-# The set was found by tracing the smoke's imports: medzero_pl needs omegaconf and rapidfuzz beyond the five
+# The set was found by tracing the smoke's imports: medzero_pl needs omegaconf, docstring-parser and rapidfuzz beyond the five
 # packages, DeepSpeed needs the rest (its requirements that none of the five brings). Pure-Python wheels serve any
 # Python; the compiled ones (msgpack, pydantic-core, rapidfuzz) are fetched for CPython 3.11, 3.12 and 3.13 on
 # x86_64 Linux, and pip picks the matching one there (`--find-links` + `requirements.txt`), so the GPU machine's
@@ -21,7 +21,7 @@ LIMIT_MIB=60
 DEEPSPEED=deepspeed==0.19.8
 PURE=(
     transformers==5.19.0
-    omegaconf==2.4.0
+    omegaconf==2.4.0 docstring-parser==0.18.0
     hjson==3.1.0 einops==0.8.2 py-cpuinfo==9.0.0
     pydantic==2.14.4 annotated-types==0.8.0 typing-inspection==0.4.5
     typing-extensions==4.16.0 # pydantic needs a recent one; the GPU image's version is unknown
