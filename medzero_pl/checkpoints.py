@@ -15,7 +15,7 @@ import torch
 from transformers import PreTrainedModel
 
 from medzero_pl.errors import UserError
-from medzero_pl.models import load_causal_lm
+from medzero_pl.model.loading import load_causal_lm
 
 POLICY_PREFIX = "policy."
 

@@ -22,13 +22,13 @@ import docstring_parser
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-from medzero_pl.attention import resolve_attn_implementation
 from medzero_pl.data.config import DataConfig
 from medzero_pl.data.prompts import PromptTemplate
 from medzero_pl.errors import ConfigError, UserError, expect
 from medzero_pl.eval.config import EvalConfig
 from medzero_pl.grpo.config import GRPOConfig, kl_loss_type_hint, loss_type_hint
-from medzero_pl.models import ModelConfig
+from medzero_pl.model.attention import resolve_attn_implementation
+from medzero_pl.model.loading import ModelConfig
 from medzero_pl.optim import OptimConfig
 from medzero_pl.paths import CONF_DIR
 from medzero_pl.redaction import redact_secrets
@@ -167,7 +167,7 @@ def validate(cfg: Config) -> None:
 
 
 def model_problems(cfg: Config) -> list[str]:
-    """An attention implementation this machine cannot run (`medzero_pl.attention.resolve_attn_implementation`), and
+    """An attention implementation this machine cannot run (`medzero_pl.model.attention.resolve_attn_implementation`), and
     a `trainer.strategy`, `trainer.precision` and `model.dtype` with which AdamW would step half-precision weights
     with no float32 copy (`medzero_pl.strategies.trained_dtype`)."""
     checks = [

@@ -26,7 +26,7 @@ from transformers import AutoTokenizer
 
 from medzero_pl.checkpoints import load_policy
 from medzero_pl.errors import UserError, report_user_errors
-from medzero_pl.models import resolve_model
+from medzero_pl.model.loading import resolve_model
 
 EXPORT_MARKER = "medzero_export.json"
 

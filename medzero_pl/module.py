@@ -28,12 +28,12 @@ import numpy as np
 import torch
 from lightning.pytorch import LightningModule
 
-from medzero_pl.forward import completion_logprobs_and_entropy, pack, pad_rows
 from medzero_pl.grpo import MULTI_REWARD_ADVANTAGES, grpo_loss, reward_matrix
 from medzero_pl.grpo.config import GRPOConfig
 from medzero_pl.grpo.correction import importance_weights, sampler_mismatch
 from medzero_pl.grpo.metrics import step_metrics
-from medzero_pl.models import ModelConfig, load_causal_lm, load_tokenizer, resolve_model
+from medzero_pl.model.forward import completion_logprobs_and_entropy, pack, pad_rows
+from medzero_pl.model.loading import ModelConfig, load_causal_lm, load_tokenizer, resolve_model
 from medzero_pl.optim import OptimConfig, build_optimizer
 from medzero_pl.redaction import redact_secrets
 from medzero_pl.rewards import RewardOutput, RewardSpec, build_rewards

@@ -34,7 +34,7 @@ from medzero_pl.config import MOVED_KEYS, Config, to_yaml
 from medzero_pl.data.datamodule import MedZeroDataModule, normalised_questions
 from medzero_pl.errors import ConfigError
 from medzero_pl.eval.config import EvalConfig
-from medzero_pl.models import check_context_window
+from medzero_pl.model.loading import check_context_window
 from medzero_pl.redaction import redact_secrets
 from medzero_pl.rewards import check_rewards
 from medzero_pl.rundir import (

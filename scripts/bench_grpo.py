@@ -86,7 +86,9 @@ MAX_DEFAULT_MICRO_BATCH = 8  # rows: bounds activation memory (8 x 4 x 128 in on
 # ------------------------------------------------------------------------------------------------- arguments
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--model", default="smollm2-135m-instruct", help="name for medzero_pl.models.load_causal_lm or path")
+    p.add_argument(
+        "--model", default="smollm2-135m-instruct", help="name for medzero_pl.model.loading.load_causal_lm or path"
+    )
     p.add_argument("--data", default=str(DEFAULT_DATA), help="MedQA JSONL; the first --prompts questions are used")
     p.add_argument("--prompts", type=int, default=2, help="prompts per step (P)")
     p.add_argument("--generations", type=int, default=4, help="completions per prompt (G)")
@@ -391,7 +393,7 @@ def run_trl(args: argparse.Namespace, prepared: dict[str, Any], workdir: Path) -
 
     from medzero_pl.config import compose
     from medzero_pl.data.prompts import render_messages
-    from medzero_pl.models import load_causal_lm
+    from medzero_pl.model.loading import load_causal_lm
     from medzero_pl.rewards import build_rewards
 
     started = time.perf_counter()
@@ -522,7 +524,7 @@ def run_rollout(args: argparse.Namespace, prepared: dict[str, Any], workdir: Pat
     """Tokens/s of one engine (`--worker-engine`) at each of --batch-sizes rows, every completion exactly
     --max-new-tokens long. vLLM's prefix cache is emptied before each timed call (within a call the G rows of a
     prompt share it, as in training, where every weight sync empties it)."""
-    from medzero_pl.models import load_causal_lm, resolve_model
+    from medzero_pl.model.loading import load_causal_lm, resolve_model
     from medzero_pl.rollout import build_engine
     from medzero_pl.rollout.base import SamplingParams
     from medzero_pl.rollout.config import RolloutConfig
@@ -566,8 +568,8 @@ def run_forward(args: argparse.Namespace, prepared: dict[str, Any], workdir: Pat
     and activation memory (bytes autograd saves for backward, parameters excluded) of each training-forward variant."""
     import torch
 
-    from medzero_pl.forward import completion_logprobs_and_entropy
-    from medzero_pl.models import load_causal_lm
+    from medzero_pl.model.forward import completion_logprobs_and_entropy
+    from medzero_pl.model.loading import load_causal_lm
 
     items, tokenizer = load_items(prepared, prepared["prompts_file"])
     model = load_causal_lm(prepared["model"], dtype=args.dtype).train()

@@ -443,7 +443,7 @@ def _fp64_head(hidden: torch.Tensor, weight: torch.Tensor, ids: torch.Tensor, co
 # ------------------------------------------------------------------------------------ training forward
 def attention_implementations(device: torch.device) -> list[str]:
     """Those this machine can run: flash_attention_2 only with CUDA and the flash_attn package."""
-    import medzero_pl.attention  # noqa: F401 - registers medzero_sdpa
+    import medzero_pl.model.attention  # noqa: F401 - registers medzero_sdpa
 
     found = ["sdpa", "eager", "medzero_sdpa"]
     if device.type == "cuda" and importlib.util.find_spec("flash_attn") is not None:
@@ -453,7 +453,7 @@ def attention_implementations(device: torch.device) -> list[str]:
 
 def check_forward_equivalence(check: Check, ctx: Context) -> None:
     """Every training-forward variant in bf16 scores a left-padded batch as the fp32 model does."""
-    from medzero_pl.forward import completion_logprobs_and_entropy
+    from medzero_pl.model.forward import completion_logprobs_and_entropy
 
     model = decoder(ctx)
     batch = packed_batch(ctx.sizes.prompt_lengths, ctx.sizes.completion_lengths, model.config.vocab_size, ctx.device)
@@ -522,7 +522,7 @@ def long_row_budget(model: torch.nn.Module) -> int:
 
 def check_long_row(check: Check, ctx: Context) -> None:
     """One DiagnosisZero-length row (1,024 + 8,192 tokens) through the training forward with checkpointing."""
-    from medzero_pl.forward import completion_logprobs_and_entropy
+    from medzero_pl.model.forward import completion_logprobs_and_entropy
 
     s, model = ctx.sizes, decoder(ctx)
     batch = packed_batch((s.long_prompt,), (s.long_completion,), model.config.vocab_size, ctx.device)

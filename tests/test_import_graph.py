@@ -8,7 +8,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "medzero_pl"
-LEAVES = ("grpo", "rewards", "data", "rollout", "eval")
+LEAVES = ("grpo", "rewards", "data", "rollout", "eval", "model")
 TOP = {
     "medzero_pl.config",
     "medzero_pl.module",

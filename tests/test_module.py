@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from medzero_pl.models import ModelConfig
+from medzero_pl.model.loading import ModelConfig
 from medzero_pl.module import RNG_KEY, GRPOModule
 from medzero_pl.rollout.base import repeat_each
 

@@ -12,7 +12,7 @@ from lightning.pytorch import Callback
 from medzero_pl.config import compose
 from medzero_pl.fit import build, main
 from medzero_pl.grpo import normalize_then_sum, reward_matrix
-from medzero_pl.models import load_causal_lm
+from medzero_pl.model.loading import load_causal_lm
 from tests.strategies.grpo_run import ScriptedEngine
 from tests.toy_task import toy_overrides
 

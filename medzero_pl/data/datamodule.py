@@ -22,7 +22,7 @@ from medzero_pl.data.mixing import apply_curriculum, load_sources, mix, train_va
 from medzero_pl.data.prompts import PromptTemplate, render_prompt
 from medzero_pl.data.readers import resolve_path
 from medzero_pl.data.records import DataFormatError, Example
-from medzero_pl.models import load_tokenizer
+from medzero_pl.model.loading import load_tokenizer
 from medzero_pl.redaction import redact_secrets
 
 log = logging.getLogger(__name__)

@@ -112,7 +112,7 @@ def rollout_engine(
 ) -> Any:
     """The engine `kind` names, generating for the policy. An engine with its own copy of the weights (vLLM) is
     built from the base model's directory, then receives the policy's (a checkpoint's weights differ from it)."""
-    from medzero_pl.models import resolve_model
+    from medzero_pl.model.loading import resolve_model
 
     budget = settings.max_new_tokens or max(task.benchmark.max_new_tokens for task in tasks)
     config = RolloutConfig(engine=kind, max_model_len=settings.max_prompt_length + budget)
@@ -125,7 +125,7 @@ def rollout_engine(
 def load_policy(model: str | None, ckpt: str | None, dtype: str) -> tuple[torch.nn.Module, Any, str]:
     """The causal LM (with a checkpoint's policy weights when given), its tokenizer and the name it was built from."""
     from medzero_pl.checkpoints import load_policy as load_trained
-    from medzero_pl.models import load_causal_lm, load_tokenizer
+    from medzero_pl.model.loading import load_causal_lm, load_tokenizer
 
     if ckpt is not None:
         policy, model = load_trained(ckpt, base=model, dtype=dtype)

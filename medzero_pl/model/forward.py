@@ -20,8 +20,8 @@ The prompt pass stops one token short of the prompt: the last prompt token leads
 completion pass returns exactly the `C` positions that score the `C` completion tokens and nothing needs
 concatenating.
 
-For the common architectures (`medzero_pl.lm_head.SPLIT_MODEL_TYPES`: Llama, Mistral, Qwen 2/3) both passes run the
-decoder alone and the LM head scores its hidden states a chunk of positions at a time (`medzero_pl/lm_head.py`), so
+For the common architectures (`medzero_pl.model.lm_head.SPLIT_MODEL_TYPES`: Llama, Mistral, Qwen 2/3) both passes run the
+decoder alone and the LM head scores its hidden states a chunk of positions at a time (`medzero_pl/model/lm_head.py`), so
 the `(B, C, V)` logits and their gradient are never held whole. Other models run their own forward and are scored
 from full logits.
 
@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from transformers.utils import ModelOutput
 
-from medzero_pl.lm_head import head_logprobs_and_entropy, logprobs_and_entropy, split_lm_head
+from medzero_pl.model.lm_head import head_logprobs_and_entropy, logprobs_and_entropy, split_lm_head
 
 
 def pad_rows(
@@ -205,7 +205,7 @@ def completion_logprobs_and_entropy(
         completion_ids: `(B, C)` the completion part of `input_ids`.
         temperature: the sampling temperature the logits are divided by.
         shared_prompt: run each distinct prompt once and its completions against its KV cache.
-        fused_head: score with the LM head fused into the log-softmax (`medzero_pl/lm_head.py`) when the model
+        fused_head: score with the LM head fused into the log-softmax (`medzero_pl/model/lm_head.py`) when the model
             splits into decoder and head; otherwise from the model's full logits.
         with_entropy: also return token entropies.
         entropy_grad: build a graph for the entropies (only when they are part of the loss).

@@ -25,8 +25,8 @@ from typing import Literal
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from medzero_pl.attention import ATTN_IMPLEMENTATIONS, resolve_attn_implementation
 from medzero_pl.errors import UserError
+from medzero_pl.model.attention import ATTN_IMPLEMENTATIONS, resolve_attn_implementation
 
 
 class ModelNotFoundError(UserError, FileNotFoundError):
@@ -54,7 +54,7 @@ class ModelConfig:
     """Recompute activations in the backward pass to save memory."""
     attn_implementation: AttnImplementation = "auto"
     """Attention of policy and reference. auto is flash_attention_2 with CUDA and the flash_attn package,
-    medzero_sdpa without CUDA (grouped K/V not copied per head on CPU, see medzero_pl/attention.py), else sdpa. The
+    medzero_sdpa without CUDA (grouped K/V not copied per head on CPU, see medzero_pl/model/attention.py), else sdpa. The
     vLLM engine uses its own kernels."""
 
 
@@ -122,7 +122,7 @@ def load_causal_lm(
     name_or_path: str, dtype: str = "float32", cache_dir: str | None = None, attn_implementation: str = "auto"
 ) -> PreTrainedModel:
     """Load the causal LM in ``dtype`` (one of ``float32``, ``bfloat16``, ``float16``) with the attention
-    implementation ``attn_implementation`` names (``auto``: see ``medzero_pl.attention.resolve_attn_implementation``).
+    implementation ``attn_implementation`` names (``auto``: see ``medzero_pl.model.attention.resolve_attn_implementation``).
     """
     if dtype not in _DTYPES:
         raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")

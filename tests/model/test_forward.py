@@ -11,9 +11,9 @@ from lightning.pytorch import Callback
 
 from medzero_pl.config import compose
 from medzero_pl.fit import build
-from medzero_pl.forward import completion_logprobs_and_entropy, pack, pad_rows, prompt_groups, trim_columns
 from medzero_pl.grpo import AGGREGATIONS, completion_logprobs, grpo_loss
-from medzero_pl.models import load_causal_lm
+from medzero_pl.model.forward import completion_logprobs_and_entropy, pack, pad_rows, prompt_groups, trim_columns
+from medzero_pl.model.loading import load_causal_lm
 from tests.tiny import tiny_llama
 from tests.toy_task import toy_overrides
 

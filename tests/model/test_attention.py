@@ -11,12 +11,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import medzero_pl.attention as attention
-from medzero_pl.attention import ATTENTION, resolve_attn_implementation
+import medzero_pl.model.attention as attention
 from medzero_pl.config import ConfigError, compose
 from medzero_pl.errors import UserError
-from medzero_pl.forward import completion_logprobs_and_entropy
-from medzero_pl.models import load_causal_lm
+from medzero_pl.model.attention import ATTENTION, resolve_attn_implementation
+from medzero_pl.model.forward import completion_logprobs_and_entropy
+from medzero_pl.model.loading import load_causal_lm
 from tests.tiny import tiny_llama
 
 TOL = 1e-5

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from medzero_pl import models
-from medzero_pl.models import load_causal_lm, load_tokenizer, resolve_model
+from medzero_pl.model import loading as models
+from medzero_pl.model.loading import load_causal_lm, load_tokenizer, resolve_model
 from medzero_pl.rollout import HFRolloutEngine, SamplingParams
 from tests.tiny import tiny_llama, tiny_tokenizer
 
@@ -126,7 +126,7 @@ def test_unreachable_hub_fails_fast(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in {"HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"}}
     env["HF_HUB_CACHE"] = str(tmp_path)
     code = (
-        "import time; from medzero_pl.models import resolve_model\n"
+        "import time; from medzero_pl.model.loading import resolve_model\n"
         "t = time.perf_counter()\n"
         f"try: print('OK', resolve_model({HUB_ID!r}))\n"
         "except FileNotFoundError as e: print('ERR', e)\n"

@@ -6,9 +6,9 @@ import pytest
 import torch
 from transformers import Gemma2Config, Gemma2ForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
-from medzero_pl.forward import completion_logprobs_and_entropy
 from medzero_pl.grpo import completion_logprobs
-from medzero_pl.lm_head import head_logprobs_and_entropy, logprobs_and_entropy, split_lm_head
+from medzero_pl.model.forward import completion_logprobs_and_entropy
+from medzero_pl.model.lm_head import head_logprobs_and_entropy, logprobs_and_entropy, split_lm_head
 from tests.tiny import tiny_config, tiny_llama
 
 TEMPERATURE = 0.7
