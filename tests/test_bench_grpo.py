@@ -191,6 +191,9 @@ def test_force_length_makes_the_vllm_engine_generate_exactly_n_tokens(tmp_path):
     assert [len(c) for c in shorter.completion_ids] == [3, 3]
 
 
+TRL_VLLM_CANNOT_RELOAD = "'Parameter' object has no attribute 'weight_loader'"
+
+
 def _run(*args: str, tmp_path: Path) -> tuple[str, dict]:
     out = tmp_path / "bench.json"
     proc = subprocess.run(
@@ -201,6 +204,11 @@ def _run(*args: str, tmp_path: Path) -> tuple[str, dict]:
         env={"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"},
         timeout=600,
     )
+    if proc.returncode and TRL_VLLM_CANNOT_RELOAD in proc.stderr and "--trl-engine" in args:
+        # TRL's colocated engine reloads with vLLM's plain `load_weights`; on CPUs where vLLM's CPU backend repacks its
+        # linears (seen on an AVX-512 host; AVX2 hosts keep the layout) that fails inside TRL, before any medzero_pl
+        # code runs. medzero_pl's own engine reloads repacked layers (tests/rollout/test_vllm.py covers it).
+        pytest.skip("TRL's colocated vLLM cannot reload weights on this CPU (vLLM repacked its linears)")
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout, json.loads(out.read_text())
 
