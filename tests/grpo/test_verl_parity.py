@@ -11,23 +11,9 @@ import math
 import pytest
 import torch
 
-from medzero_pl.grpo import AGGREGATIONS, POLICY_LOSSES, objective_settings
+from medzero_pl.grpo import AGGREGATIONS
 from medzero_pl.grpo.objectives import clipped_surrogate
-
-LN = math.log
-SHARED = {"importance_sampling_level": "token", "epsilon_low": 0.2, "epsilon_high": 0.28}
-
-
-def run(name, logp, old_logp, advantages, mask, **kwargs):
-    """One objective with the shared settings it declares (as `grpo_loss` passes them) and `kwargs`."""
-    shared, _ = objective_settings(name)
-    settings = {k: v for k, v in (SHARED | kwargs).items() if k in shared or k not in SHARED}
-    return POLICY_LOSSES[name](logp, old_logp, advantages, mask, **settings)
-
-
-def grad(loss, x):
-    (g,) = torch.autograd.grad(loss, x)
-    return g
+from tests.grpo.test_objectives import LN, grad, run  # the same call convention as grpo_loss
 
 
 def test_vanilla_with_delta_is_verls_dual_clip_on_hand_numbers():
