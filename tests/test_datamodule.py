@@ -77,13 +77,13 @@ def test_batches_carry_prompt_ids_text_and_every_gold_field(tiny_dir):
     assert "Answer Choices: (A)" in batch["prompts"][0]
 
 
-def test_the_stream_resumes_at_the_grpo_step_the_module_restored(tiny_dir):
+def test_the_stream_resumes_at_the_data_position_the_module_restored(tiny_dir):
     dm = demo_module(tiny_dir)
     dm.setup("fit")
     stream = iter(dm.train_dataloader())
     batches = take(stream, 5)
     restored = demo_module(tiny_dir)
-    restored.trainer = SimpleNamespace(lightning_module=SimpleNamespace(grpo_step=3), global_rank=0, world_size=1)
+    restored.trainer = SimpleNamespace(lightning_module=SimpleNamespace(data_position=3), global_rank=0, world_size=1)
     restored.setup("fit")
     assert next(iter(restored.train_dataloader()))["id"] == batches[3]["id"]
 

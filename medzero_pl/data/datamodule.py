@@ -1,5 +1,5 @@
 """MedZeroDataModule: reads, mixes, splits and renders the prompts; serves batches that resume exactly (the stream
-starts at the module's `grpo_step`, which a resumed run restores before the data loader is built).
+starts at the module's `data_position`, which a resumed run restores before the data loader is built).
 
 A training batch is a dict of lists, one entry per prompt: ``prompt_ids`` (token ids), ``prompts`` (rendered
 text) and every gold column of `Example.columns()` that the rewards read.
@@ -140,12 +140,12 @@ class MedZeroDataModule(LightningDataModule):
         return {"prompt_ids": ids[-limit:], "prompts": text, "truncated": len(ids) > limit, **example.columns()}
 
     def train_dataloader(self) -> DataLoader:
-        """The endless stream of training batches, from the module's `grpo_step` on (restored first on resume)."""
+        """The endless stream of training batches, from the module's `data_position` on (restored first on resume)."""
         sampler = ResumableBatchSampler(
             list(range(len(self.train_items))),
             self.config.prompts_per_step,
             seed=self.config.seed,
-            consumed=self.trainer.lightning_module.grpo_step if self.trainer else 0,
+            consumed=self.trainer.lightning_module.data_position if self.trainer else 0,
             rank=self.trainer.global_rank if self.trainer else 0,
             world_size=self.trainer.world_size if self.trainer else 1,
         )
