@@ -273,6 +273,7 @@ def test_dynamic_sampling_draws_more_prompts_and_resumes_at_the_same_data_positi
     assert first.rewards + second.rewards == straight.rewards
     for name, tensor in straight_weights.items():
         assert torch.equal(tensor, resumed_weights[name]), name
-    rows = list(csv.DictReader(open(next((tmp_path / "straight").rglob("metrics.csv")))))
+    with next((tmp_path / "straight").rglob("metrics.csv")).open() as f:
+        rows = list(csv.DictReader(f))
     logged = {key for row in rows for key, value in row.items() if value}
     assert {"sampling/groups_drawn", "sampling/groups_kept", "sampling/all_correct", "sampling/all_wrong"} <= logged

@@ -62,7 +62,14 @@ def test_uninformative_groups_are_replaced_by_later_draws_and_extra_informative_
     result = run(["mix#1", "right", "wrong"], draw)
     assert len(drawn) == 2 and result.draws == 3
     assert result.groups.rows["prompts"] == repeat_each(["mix#1", "mix#2", "mix#3"], G)
-    assert result.groups.rollouts.texts == ["mix#1/0/0", "mix#1/0/1", "mix#2/1/0", "mix#2/1/1", "mix#3/2/0", "mix#3/2/1"]
+    assert result.groups.rollouts.texts == [
+        "mix#1/0/0",
+        "mix#1/0/1",
+        "mix#2/1/0",
+        "mix#2/1/1",
+        "mix#3/2/0",
+        "mix#3/2/1",
+    ]
     assert result.groups.scored.total == [0.0, 1.0] * 3
     assert result.counts == GroupCounts(drawn=9, kept=5, all_correct=2, all_wrong=2)
     assert not result.cap_hit
