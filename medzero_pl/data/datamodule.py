@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Sampler
 from transformers import PreTrainedTokenizerBase
 
 from medzero_pl.data.config import DataConfig
+from medzero_pl.data.difficulty import read_pass_rates, with_pass_rates, within_pass_rates
 from medzero_pl.data.mixing import apply_curriculum, load_sources, mix, train_val_split
 from medzero_pl.data.prompts import PromptTemplate, render_prompt
 from medzero_pl.data.readers import resolve_path
@@ -116,8 +117,25 @@ class MedZeroDataModule(LightningDataModule):
             if not train:
                 sources = ", ".join(source.path for source in cfg.sources)
                 raise DataFormatError(sources, None, None, "every training question is an evaluation item (eval.*)")
+        if cfg.pass_rates:
+            train = with_pass_rates(train, read_pass_rates(cfg.pass_rates), cfg.pass_rates, cfg.difficulty_key)
+            if cfg.pass_rate_range is not None:
+                low, high = cfg.pass_rate_range
+                measured = len(train)
+                train = within_pass_rates(train, low, high)
+                log.info(
+                    "data: %d of %d training questions have a pass rate in [%g, %g]", len(train), measured, low, high
+                )
+                if not train:
+                    raise DataFormatError(cfg.pass_rates, None, None, f"no question has a pass rate in [{low}, {high}]")
         train = apply_curriculum(
-            train, cfg.curriculum, seed=cfg.seed, key=cfg.difficulty_key, batch_size=cfg.prompts_per_step
+            train,
+            cfg.curriculum,
+            seed=cfg.seed,
+            key=cfg.difficulty_key,
+            batch_size=cfg.prompts_per_step,
+            easy_share=cfg.easy_share,
+            hard_above=cfg.hard_above,
         )
         report_duplicates(train, val)
         self.train_items = [self._render(ex) for ex in train]
