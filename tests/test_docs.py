@@ -7,7 +7,8 @@ A fenced block tagged ``bash``, ``sh``, ``shell`` or ``console``, or not tagged 
 - ``python -m medzero_pl.fit key=value ...``: the overrides compose into a valid config (``config.compose``);
   ``--help`` prints the field list.
 - ``python -m medzero_pl fit|validate ...`` (the LightningCLI): its arguments parse, config file included.
-- ``python -m medzero_pl.eval ...`` and ``python -m medzero_pl.export ...``: the arguments parse; the benchmarks
+- ``python -m medzero_pl.eval ...``, ``python -m medzero_pl.export ...`` and ``python -m medzero_pl.difficulty ...``: the
+  arguments parse (the difficulty command's overrides compose); the benchmarks
   given to eval exist.
 - ``python scripts/<name>.py ...``: the script exists; with argparse, ``--help`` exits 0 and the arguments parse;
   without, ``--help`` prints its docstring.
@@ -247,6 +248,16 @@ def check_export(args: list[str], workdir: Path) -> None:
     parse(lambda: main(args))
 
 
+def check_difficulty(args: list[str], workdir: Path) -> None:
+    from medzero_pl.difficulty import parse_args
+
+    namespace = parse(lambda: parse_args(args), stop_after_argparse=False)
+    try:
+        compose(namespace.overrides if namespace else [])
+    except UserError as err:
+        raise Refused(f"error: {err}") from None
+
+
 def check_make(args: list[str], workdir: Path) -> None:
     dry_run = subprocess.run(["make", "-n", *args], cwd=ROOT, capture_output=True, text=True)
     if dry_run.returncode:
@@ -266,6 +277,7 @@ MODULE_CHECKS: dict[str, Callable[[list[str], Path], None]] = {
     "medzero_pl": check_lightning_cli,
     "medzero_pl.eval": check_eval,
     "medzero_pl.export": check_export,
+    "medzero_pl.difficulty": check_difficulty,
     "pytest": check_pytest,
 }
 

@@ -122,6 +122,6 @@ class CapWatch:
         return (
             f"dynamic sampling reached grpo.dynamic_sampling.max_extra_draws on {self.consecutive} steps in a row "
             f"(last step: {counts.kept} of {counts.drawn} groups informative, {counts.all_correct} all correct, "
-            f"{counts.all_wrong} all wrong): the data looks {side} for this policy; train on questions it solves "
-            "sometimes but not always (measure each question's pass rate with k samples)"
+            f"{counts.all_wrong} all wrong): the data looks {side} for this policy; measure each question's pass "
+            "rate (python -m medzero_pl.difficulty) and train on a band with data.pass_rate_range"
         )

@@ -92,6 +92,7 @@ def test_the_cap_warning_comes_after_consecutive_capped_steps_and_names_the_like
     assert watch.update(True, easy) is None
     warning = watch.update(True, easy)
     assert "2 steps in a row" in warning and "too easy" in warning and "max_extra_draws" in warning
+    assert "python -m medzero_pl.difficulty" in warning and "data.pass_rate_range" in warning
     hard = GroupCounts(drawn=8, kept=1, all_correct=0, all_wrong=7)
     assert watch.update(True, hard) is None
     assert "too hard" in watch.update(True, hard)
