@@ -396,17 +396,17 @@ class GRPOModule(LightningModule):
 
 
 def sampling_metrics(sampled: SampledGroups) -> dict[str, float]:
-    """Dynamic sampling's per-step counts, summed over ranks: `sampling/groups_drawn`, `groups_kept` (informative
-    groups found, before keeping the step's share), `all_correct`, `all_wrong`, `draws` (batches drawn) and
-    `cap_hit` (1 when the cap stopped the search)."""
+    """Dynamic sampling's per-step counts, summed over ranks, under `dynamic_sampling/`: `groups_drawn`,
+    `groups_kept` (informative groups found, before keeping the step's share), `all_correct`, `all_wrong`, `draws`
+    (batches drawn) and `cap_hit` (1 when the cap stopped the search)."""
     c = sampled.counts
     return {
-        "sampling/groups_drawn": float(c.drawn),
-        "sampling/groups_kept": float(c.kept),
-        "sampling/all_correct": float(c.all_correct),
-        "sampling/all_wrong": float(c.all_wrong),
-        "sampling/draws": float(sampled.draws),
-        "sampling/cap_hit": float(sampled.cap_hit),
+        "dynamic_sampling/groups_drawn": float(c.drawn),
+        "dynamic_sampling/groups_kept": float(c.kept),
+        "dynamic_sampling/all_correct": float(c.all_correct),
+        "dynamic_sampling/all_wrong": float(c.all_wrong),
+        "dynamic_sampling/draws": float(sampled.draws),
+        "dynamic_sampling/cap_hit": float(sampled.cap_hit),
     }
 
 

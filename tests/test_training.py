@@ -238,7 +238,7 @@ class RecordSampling(RecordRewards):
         self.positions: list[int] = []
 
     def on_train_batch_end(self, trainer, pl_module, *args) -> None:
-        self.draws.append(trainer.callback_metrics["sampling/draws"].item())
+        self.draws.append(trainer.callback_metrics["dynamic_sampling/draws"].item())
         self.positions.append(pl_module.data_position)
         super().on_train_batch_end(trainer, pl_module, *args)
 
@@ -276,4 +276,9 @@ def test_dynamic_sampling_draws_more_prompts_and_resumes_at_the_same_data_positi
     with next((tmp_path / "straight").rglob("metrics.csv")).open() as f:
         rows = list(csv.DictReader(f))
     logged = {key for row in rows for key, value in row.items() if value}
-    assert {"sampling/groups_drawn", "sampling/groups_kept", "sampling/all_correct", "sampling/all_wrong"} <= logged
+    assert {
+        "dynamic_sampling/groups_drawn",
+        "dynamic_sampling/groups_kept",
+        "dynamic_sampling/all_correct",
+        "dynamic_sampling/all_wrong",
+    } <= logged
