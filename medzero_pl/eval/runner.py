@@ -47,11 +47,12 @@ def evaluate_benchmark(
     """Scores of one benchmark: a dict with the sampling settings, sample counts and per-scorer metrics, plus
     ``records`` (this rank's per-item completions and grades, for a predictions file)."""
     bench, k = task.benchmark, settings.samples
-    max_new = settings.max_new_tokens or bench.max_new_tokens
+    max_new = bench.max_new_tokens if settings.max_new_tokens is None else settings.max_new_tokens
     sampling = SamplingParams(max_new, settings.temperature, settings.top_p, 0, seed=settings.seed)
     items = task.items[rank::world_size]
     device = torch.device(device)
     length, truncated, count = _mean(device), _mean(device), SumMetric().to(device)
+    prompts_cut = SumMetric().to(device)
     well_formed, copied, reasoning_length = _mean(device), _mean(device), _mean(device)
     letters = {s: LetterCounts().to(device) for s in settings.scorers}
     gold_letters = LetterCounts().to(device)
@@ -71,7 +72,9 @@ def evaluate_benchmark(
     for first in range(0, len(items), settings.batch_size):
         batch = items[first : first + settings.batch_size]
         prompts = [render_prompt(ex, task.template, tokenizer) for ex in batch]
-        ids = [tokenizer(p, add_special_tokens=False)["input_ids"][-settings.max_prompt_length :] for p in prompts]
+        full = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        prompts_cut.update(torch.tensor(float(sum(len(ids) > settings.max_prompt_length for ids in full))))
+        ids = [ids[-settings.max_prompt_length :] for ids in full]
         rollouts = engine.generate(ids, k, sampling)
         for i, example in enumerate(batch):
             rows = range(i * k, (i + 1) * k)
@@ -109,6 +112,14 @@ def evaluate_benchmark(
                     letters[name].update([g.prediction for g in grades])
                 record["scores"][name] = [asdict(g) for g in grades]
             records.append(record)
+    if cut := int(prompts_cut.compute().item()):
+        log.warning(
+            "%s: %d of %d prompts are longer than max_prompt_length=%d and keep only their last tokens",
+            bench.name,
+            cut,
+            int(count.compute().item()),
+            settings.max_prompt_length,
+        )
     result: dict[str, Any] = {
         "benchmark": bench.name,
         "split": bench.split,
@@ -119,6 +130,7 @@ def evaluate_benchmark(
         "prompt": task.prompt_name,
         "mean_length": float(length.compute().item()),
         "truncated_rate": float(truncated.compute().item()),
+        "prompts_cut": cut,
         "well_formed_rate": float(well_formed.compute().item()),
         "copied_reasoning_rate": float(copied.compute().item()),
         "mean_reasoning_length": float(reasoning_length.compute().item()),
