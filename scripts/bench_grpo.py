@@ -538,7 +538,7 @@ def run_trl(args: argparse.Namespace, prepared: dict[str, Any], workdir: Path) -
         steps.append(
             merged
             | {"prompt_lengths": chunk[0]["prompt_lengths"], "completion_lengths": chunk[0]["completion_lengths"]}
-            | {"informative": informative[i // args.mu] if i // args.mu < len(informative) else 0}
+            | {"informative": informative[i // args.mu]}  # TRL scores once per generation batch
         )
     sampler = getattr(trainer, "vllm_generation", None)
     return {
@@ -847,8 +847,8 @@ ROWS = [  # (label, summary key, format)
     ("median step (s)", "step_time", "{:.2f}"),
     ("  per round (s)", "rounds", "step_time"),
     ("completion tokens/s", "tokens_per_second", "{:.2f}"),
-    ("informative completions/hour", "informative_per_hour", "{:.0f}"),
     ("  per round", "rounds", "tokens_per_second"),
+    ("informative completions/hour", "informative_per_hour", "{:.0f}"),
     ("mean completion length", "mean_completion_length", "{:.1f}"),
     ("mean prompt length", "mean_prompt_length", "{:.1f}"),
     ("generation (s)", "generate", "{:.2f}"),
