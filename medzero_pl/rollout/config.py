@@ -41,6 +41,9 @@ class RolloutConfig:
     """vllm: tokens per KV-cache block; None: 32 on CPU, vLLM's default on GPU. The G rows of a prompt share only its
     full blocks, so smaller blocks leave less of each prompt to prefill again (vLLM's CPU attention needs multiples
     of 32; its CPU default is 128)."""
+    log_level: Literal["debug", "info", "warning", "error"] = "warning"
+    """vllm: the level of vLLM's own log lines. At info it prints several lines per step (weight reloads, prefix-cache
+    resets) between the progress bar's updates; VLLM_LOGGING_LEVEL, when set, wins."""
 
     def problems(self) -> list[str]:
         """Settings the chosen engine cannot honour, each as `field=value: expected ...` (vLLM's fields only matter
