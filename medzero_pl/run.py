@@ -24,7 +24,7 @@ from lightning.pytorch import Callback, LightningDataModule, LightningModule, Tr
 from lightning.pytorch.callbacks import LearningRateMonitor, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, Logger
 
-from medzero_pl.callbacks.checkpointing import AtomicCheckpointIO, LastCheckpoint
+from medzero_pl.callbacks.checkpointing import AtomicCheckpointIO, LastCheckpoint, remove_stale_temporaries
 from medzero_pl.callbacks.evaluation import Evaluation
 from medzero_pl.callbacks.language import LanguageMixing
 from medzero_pl.callbacks.samples import CompletionSamples
@@ -42,6 +42,7 @@ from medzero_pl.rundir import (
     check_resume_compatible,
     check_resume_world_size,
     check_writable,
+    checkpoint_dir,
     find_resumable,
     read_checkpoint_header,
     refuse_to_replace,
@@ -146,6 +147,7 @@ class MedZeroTrainer(Trainer):
         ckpt_path = self._preflight(model, datamodule, ckpt_path)
         if self.is_global_zero:
             lock.acquire()
+            remove_stale_temporaries(checkpoint_dir(self.run_dir))
         try:
             self.fit_loop.epoch_loop.max_steps = self.max_grpo_steps * model.optimizer_steps_per_batch
             set_gradient_clipping(self.strategy, model.optim.grad_clip)
