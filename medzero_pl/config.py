@@ -170,8 +170,8 @@ def validate(cfg: Config) -> None:
                 f"rollout.max_model_len={r.max_model_len} < data.max_prompt_length + grpo.max_completion_length = "
                 f"{needed}: vLLM would cut prompts or completions"
             )
-        if g.temperature > 2:
-            problems.append(f"grpo.temperature={g.temperature}: vLLM samples at temperatures up to 2 only")
+    if r.engine in ("vllm", "vllm_server") and g.temperature > 2:
+        problems.append(f"grpo.temperature={g.temperature}: vLLM samples at temperatures up to 2 only")
     problems += model_problems(cfg)
     if problems:
         raise ConfigError("invalid configuration: " + "; ".join(problems))

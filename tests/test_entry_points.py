@@ -15,10 +15,12 @@ COMMANDS = {
     "lightning-cli": (["-m", "medzero_pl", "fit", "--config", "missing.yaml"], "missing.yaml"),
     "eval": (["-m", "medzero_pl.eval", "--model", "m", "--benchmarks", "medqa", "--max-new-tokens", "0"], "max_new"),
     "export": (["-m", "medzero_pl.export", "missing.ckpt", "out"], "missing.ckpt"),
+    "serve": (["-m", "medzero_pl.serve", "/no/such/model"], "/no/such/model"),
+    "server_layout": (["-m", "medzero_pl.server_layout", "--dry-run", "grpo.no_such_key=1"], "grpo.no_such_key"),
 }
 
 
-@pytest.mark.slow  # four fresh interpreters importing torch and Lightning: ~30 s on a quiet machine
+@pytest.mark.slow  # six fresh interpreters importing torch and Lightning: ~30 s on a quiet machine
 @pytest.mark.parametrize("name", COMMANDS)
 def test_a_bad_argument_is_one_error_line_and_exit_code_2(name, tmp_path):
     argv, named = COMMANDS[name]

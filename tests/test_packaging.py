@@ -10,4 +10,6 @@ from tests.strategies.launch import ROOT
 def test_the_license_is_an_spdx_expression_not_the_deprecated_table():
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert pyproject["project"]["license"] == "Apache-2.0"
-    assert "setuptools>=77" in pyproject["build-system"]["requires"]  # the first setuptools that reads an SPDX string (PEP 639)
+    assert (
+        "setuptools>=77" in pyproject["build-system"]["requires"]
+    )  # the first setuptools that reads an SPDX string (PEP 639)
