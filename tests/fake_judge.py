@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class FakeServer:
     """Answers POST /v1/chat/completions from a script of replies: a content string, ("status", code),
     ("sleep", seconds, content), ("body", bytes) as a 200 reply's body or ("raw", bytes) in place of any HTTP reply;
-    `default` (the same kinds) once the script is spent. Records every request (thread-safe: requests may come in
+    `default` (the same kinds, or a function of the request's body returning one) once the script is spent. Records every request (thread-safe: requests may come in
     parallel). Stops itself after `lifetime` seconds at the latest."""
 
     def __init__(self, script=(), lifetime: float = 60.0, default="[]") -> None:
@@ -32,6 +32,8 @@ class FakeServer:
                         }
                     )
                     step = server.script.pop(0) if server.script else server.default
+                if callable(step):
+                    step = step(body)
                 if isinstance(step, tuple) and step[0] == "raw":
                     self.wfile.write(step[1])
                     self.close_connection = True
