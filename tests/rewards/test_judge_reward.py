@@ -139,3 +139,14 @@ def test_the_api_key_is_sent_but_never_written(tmp_path, monkeypatch):
     assert {r["auth"] for r in server.requests} == {"Bearer sk-secret-judge"}
     written = "".join(p.read_text() for p in (tmp_path / "cache").iterdir())
     assert written and "sk-secret" not in written and "sk-secret" not in repr(reward)
+
+
+def test_structured_replies_are_exactly_what_the_parser_accepts(tmp_path):
+    from medzero_pl.rewards.judge.rubric import parse_scores, score_list_regex
+
+    for n, good, bad in [(1, "[2]", "[2, 0]"), (3, "[0, 1, 2]", "[0,1,2]")]:
+        assert re.fullmatch(score_list_regex(n), good) and parse_scores(good, n) is not None
+        assert not re.fullmatch(score_list_regex(n), bad)
+    with FakeServer(default="[0, 2]") as server:
+        score(judge(server.url, tmp_path, top_k=2, structured=True), ["<answer>a; b</answer>"], [["b"]])
+    assert server.requests[0]["body"]["structured_outputs"] == {"regex": score_list_regex(2)}

@@ -24,7 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from medzero_pl.rewards.judge.rubric import MAX_PREDICTIONS, cache_key, judge_messages, parse_scores
+from medzero_pl.rewards.judge.rubric import (
+    MAX_PREDICTIONS,
+    cache_key,
+    judge_messages,
+    parse_scores,
+    score_list_regex,
+)
 
 log = logging.getLogger(__name__)
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
@@ -51,6 +57,8 @@ class JudgeClient:
         backoff: First wait between attempts in seconds (doubled each time).
         api_key: The endpoint's key (a local vLLM server needs none).
         max_tokens: Completion budget of the judge's reply.
+        structured: Ask the server to constrain the reply to the score list (vLLM's ``structured_outputs``; a small
+            judge then always replies in the rubric's form; other servers may refuse the field).
     """
 
     def __init__(
@@ -63,6 +71,7 @@ class JudgeClient:
         backoff: float = 1.0,
         api_key: str | None = None,
         max_tokens: int = 64,
+        structured: bool = False,
     ) -> None:
         if timeout <= 0 or retries < 0 or backoff < 0:
             raise ValueError(f"timeout > 0, retries >= 0, backoff >= 0 expected, got {timeout}, {retries}, {backoff}")
@@ -72,7 +81,7 @@ class JudgeClient:
         self._client = openai.OpenAI(base_url=base_url, api_key=api_key or "EMPTY", timeout=timeout, max_retries=0)
         self.model, self.timeout, self.retries, self.backoff = model, timeout, retries, backoff
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
-        self.max_tokens = max_tokens
+        self.max_tokens, self.structured = max_tokens, structured
         self.requests_sent = 0
         self._lock = threading.Lock()
 
@@ -92,7 +101,7 @@ class JudgeClient:
         cached = self._cached(key, len(predictions))
         if cached is not None:
             return Verdict(cached, "ok", cached=True)
-        content = self._ask(judge_messages(gold, predictions), deadline)
+        content = self._ask(judge_messages(gold, predictions), len(predictions), deadline)
         if content is None:
             return Verdict(None, "error")
         scores = parse_scores(content, len(predictions))
@@ -123,9 +132,10 @@ class JudgeClient:
         except OSError as err:  # a full disk loses a cache entry, not the verdict
             log.warning("judge: cannot cache a verdict: %s", err)
 
-    def _ask(self, messages: list[dict[str, str]], deadline: float | None) -> str | None:
+    def _ask(self, messages: list[dict[str, str]], n: int, deadline: float | None) -> str | None:
         """The reply's text; ``""`` for a reply that is not a chat completion; None after the last failed attempt."""
         openai = self._openai
+        extra = {"structured_outputs": {"regex": score_list_regex(n)}} if self.structured else None
         for attempt in range(self.retries + 1):
             if attempt:
                 pause = self.backoff * 2 ** (attempt - 1)
@@ -138,7 +148,7 @@ class JudgeClient:
                 self.requests_sent += 1
             try:
                 reply = self._client.chat.completions.create(
-                    model=self.model, messages=messages, temperature=0, max_tokens=self.max_tokens
+                    model=self.model, messages=messages, temperature=0, max_tokens=self.max_tokens, extra_body=extra
                 )
             except openai.APIStatusError as err:
                 if err.status_code not in RETRY_STATUS:

@@ -157,6 +157,7 @@ def diagnosis_judge_reward(
     broader_credit: float = 0.0,
     policy: str = "first",
     max_tokens: int = 64,
+    structured: bool = False,
     fallback: dict[str, Any] | None = None,
 ) -> DiagnosisJudgeReward:
     """Registry factory of the ``diagnosis_judge`` reward.
@@ -172,6 +173,7 @@ def diagnosis_judge_reward(
         deadline: Seconds a batch may wait for the judge; rows not scored by then use the fallback.
         top_k, broader_credit, policy: See :class:`DiagnosisJudgeReward`.
         max_tokens: Budget of the judge's reply.
+        structured: Constrain the reply to the score list (a vLLM server; see :class:`~.client.JudgeClient`).
         fallback: ``diagnosis_match`` kwargs (default: the ``diagnosis_fuzzy`` preset's, ``mode: fuzzy``).
     """
     if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
@@ -190,6 +192,8 @@ def diagnosis_judge_reward(
         raise ValueError(f"broader_credit must be a number in [0, 1), got {broader_credit!r}")
     if isinstance(backoff, bool) or not isinstance(backoff, int | float) or backoff < 0:
         raise ValueError(f"backoff must be a number >= 0, got {backoff!r}")
+    if not isinstance(structured, bool):
+        raise ValueError(f"structured must be true or false, got {structured!r}")
     check_extraction(policy, ())
     api_key = None
     if api_key_env is not None:
@@ -197,7 +201,7 @@ def diagnosis_judge_reward(
         if not api_key:
             raise ValueError(f"api_key_env: the environment variable {api_key_env!r} is not set")
     settings = {"mode": "fuzzy", "top_k": top_k, "policy": policy} | dict(fallback or {})
-    client = JudgeClient(base_url, model, cache_dir, timeout, retries, backoff, api_key, max_tokens)
+    client = JudgeClient(base_url, model, cache_dir, timeout, retries, backoff, api_key, max_tokens, structured)
     return DiagnosisJudgeReward(
         client, diagnosis_match_reward(**settings), top_k, float(broader_credit), policy, max_workers, float(deadline)
     )

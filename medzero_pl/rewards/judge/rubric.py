@@ -50,6 +50,11 @@ def parse_scores(content: str, n: int) -> tuple[int, ...] | None:
     return None
 
 
+def score_list_regex(n: int) -> str:
+    """The replies ``parse_scores`` accepts for ``n`` predictions, in the form a constrained decoder takes."""
+    return r"\[[012]" + r"(, [012])" * (n - 1) + r"\]"
+
+
 def cache_key(model: str, gold: Sequence[str], predictions: Sequence[str]) -> str:
     """The verdict's identity: (judge model, rubric version, case's gold names, the answer's predictions)."""
     identity = [model, RUBRIC_VERSION, list(gold), list(predictions)]
