@@ -150,3 +150,11 @@ def test_structured_replies_are_exactly_what_the_parser_accepts(tmp_path):
     with FakeServer(default="[0, 2]") as server:
         score(judge(server.url, tmp_path, top_k=2, structured=True), ["<answer>a; b</answer>"], [["b"]])
     assert server.requests[0]["body"]["structured_outputs"] == {"regex": score_list_regex(2)}
+
+
+def test_an_answer_too_long_to_be_a_name_is_matched_not_sent(tmp_path):
+    with FakeServer(default="[2]") as server:
+        values, logged = score(
+            judge(server.url, tmp_path), [f"<answer>{'Fabry disease ' * 30}</answer>"], [["Fabry disease"]]
+        )
+    assert values == [0.0] and server.requests == [] and logged == {FALLBACK_RATE: 0.0}

@@ -9,7 +9,8 @@ re-running a report or re-scoring an answer costs no call; nothing else is cache
 is asked again next time. Timeouts, connection errors, replies that are not HTTP, 429 and 5xx are retried with
 exponential backoff (the ``openai`` client's own retries are off, so a caller's deadline bounds them). A reply that is
 not a chat completion or does not parse into the right number of scores is *malformed*: unscored, never silently
-wrong. The API key is only handed to the ``openai`` client, never written to the cache or a log.
+wrong. The API key is only handed to the ``openai`` client, never written to the cache or a log. Failures are logged
+at debug level, one line per attempt; callers report the unscored cases (a count per batch or per benchmark).
 """
 
 from __future__ import annotations
@@ -106,7 +107,7 @@ class JudgeClient:
             return Verdict(None, "error")
         scores = parse_scores(content, len(predictions))
         if scores is None:
-            log.warning("judge: malformed reply %r", content[:200])
+            log.debug("judge: malformed reply %r", content[:200])
             return Verdict(None, "malformed")
         self._store(key, {"model": self.model, "gold": list(gold), "predictions": predictions, "content": content})
         return Verdict(scores, "ok")
@@ -152,20 +153,20 @@ class JudgeClient:
                 )
             except openai.APIStatusError as err:
                 if err.status_code not in RETRY_STATUS:
-                    log.warning("judge: HTTP %d, not retried", err.status_code)
+                    log.debug("judge: HTTP %d, not retried", err.status_code)
                     return None
-                log.warning("judge: HTTP %d (attempt %d)", err.status_code, attempt + 1)
+                log.debug("judge: HTTP %d (attempt %d)", err.status_code, attempt + 1)
                 continue
             except openai.APIConnectionError as err:  # refused, reset, timed out, not HTTP at all
-                log.warning("judge: %s (attempt %d)", type(err).__name__, attempt + 1)
+                log.debug("judge: %s (attempt %d)", type(err).__name__, attempt + 1)
                 continue
             except (openai.APIError, ValueError) as err:  # a 200 whose body does not decode
-                log.warning("judge: reply is not a chat completion: %s", type(err).__name__)
+                log.debug("judge: reply is not a chat completion: %s", type(err).__name__)
                 return ""
             try:
                 content = reply.choices[0].message.content
             except (AttributeError, IndexError, TypeError) as err:
-                log.warning("judge: reply is not a chat completion: %s", type(err).__name__)
+                log.debug("judge: reply is not a chat completion: %s", type(err).__name__)
                 return ""  # an answer, but not one we can read: malformed (and never cached)
             return content if isinstance(content, str) else ""
         return None

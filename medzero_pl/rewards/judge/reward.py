@@ -3,7 +3,8 @@
 Per batch, every row with a gold diagnosis and an answer is sent to the judge at once through a bounded thread pool
 (``max_workers``), each request with its own timeout and retries (:class:`~.client.JudgeClient`), and the batch waits
 at most ``deadline`` seconds. A row the judge leaves unscored (timeout, malformed reply, server down, deadline
-passed) gets ``diagnosis_match``'s score instead and is counted: ``rewards/diagnosis_judge/fallback_rate`` is the
+passed) gets ``diagnosis_match``'s score instead and is counted (an answer over 300 characters is not a name: it
+is matched, never sent): ``rewards/diagnosis_judge/fallback_rate`` is the
 unscored share of the rows that needed the judge, reported through TRL's ``log_metric`` callback. The call never
 raises on the judge's account and returns by the deadline: requests still running then finish in the background
 (their verdicts still reach the cache), queued ones are cancelled.
@@ -32,6 +33,8 @@ from medzero_pl.rewards.judge.rubric import MAX_PREDICTIONS
 log = logging.getLogger(__name__)
 NAME = "diagnosis_judge"
 FALLBACK_RATE = f"rewards/{NAME}/fallback_rate"
+MAX_NAME_CHARS = 300
+"""A longer "diagnosis" is prose (as for the fuzzy matcher): not sent to the judge."""
 
 
 def judge_credit(scores: Sequence[int], broader_credit: float) -> float:
@@ -91,6 +94,7 @@ class DiagnosisJudgeReward:
         texts = [completion_text(c) for c in completions]
         values: list[float | None] = [None] * n
         asked: dict[int, tuple[tuple[str, ...], list[str]]] = {}
+        matched: list[int] = []  # answers too long to be a name: the matcher scores them, the judge is not asked
         for i, text in enumerate(texts):
             golds = clean_gold(diagnoses[i])
             if (task is not None and task[i] not in (None, DIAGNOSIS)) or not golds:
@@ -99,13 +103,20 @@ class DiagnosisJudgeReward:
             predictions = (split_diagnoses(answer)[: self.top_k] or [answer]) if answer else []
             if not predictions:
                 values[i] = 0.0
-                continue
-            asked[i] = (golds, predictions)
+            elif max(map(len, predictions)) > MAX_NAME_CHARS:
+                matched.append(i)
+            else:
+                asked[i] = (golds, predictions)
         unscored = self._judge(asked, values)
+        self.fallbacks += len(unscored)
         if unscored:
-            self.fallbacks += len(unscored)
-            rows = {"diagnoses": [diagnoses[i] for i in unscored], "task": [DIAGNOSIS] * len(unscored)}
-            for i, value in zip(unscored, self._fallback([texts[i] for i in unscored], rows), strict=True):
+            log.warning(
+                "judge: %d of %d answers unscored, matched by diagnosis_match instead", len(unscored), len(asked)
+            )
+        rest = sorted(unscored + matched)
+        if rest:
+            rows = {"diagnoses": [diagnoses[i] for i in rest], "task": [DIAGNOSIS] * len(rest)}
+            for i, value in zip(rest, self._fallback([texts[i] for i in rest], rows), strict=True):
                 values[i] = value
         if log_metric is not None:  # every call logs it, so that every rank logs the same keys
             log_metric(FALLBACK_RATE, len(unscored) / len(asked) if asked else 0.0)
