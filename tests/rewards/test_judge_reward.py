@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import socket
 import time
+from pathlib import Path
 
 import pytest
 
@@ -158,3 +159,16 @@ def test_an_answer_too_long_to_be_a_name_is_matched_not_sent(tmp_path):
             judge(server.url, tmp_path), [f"<answer>{'Fabry disease ' * 30}</answer>"], [["Fabry disease"]]
         )
     assert values == [0.0] and server.requests == [] and logged == {FALLBACK_RATE: 0.0}
+
+
+def test_the_preset_builds_and_scores_subtypes_by_its_fallback_when_no_judge_listens(tmp_path, hypernym_path):
+    import yaml
+
+    specs = yaml.safe_load(
+        (Path(__file__).resolve().parents[2] / "conf" / "rewards" / "diagnosis_judge.yaml").read_text()
+    )
+    kwargs = specs[0]["kwargs"]
+    kwargs |= {"base_url": "http://127.0.0.1:9/v1", "cache_dir": str(tmp_path), "retries": 0}  # nobody on port 9
+    kwargs["fallback"]["hypernym_path"] = str(hypernym_path)  # the preset names data/rarearena/
+    out = build_rewards(specs)(None, ["<answer>Classic galactosemia</answer>"], diagnoses=[["Galactosemia"]])
+    assert out.per_function["diagnosis_judge"] == [1.0] and out.metrics == {FALLBACK_RATE: 1.0}
