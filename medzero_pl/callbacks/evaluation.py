@@ -106,6 +106,8 @@ class Evaluation(Callback):
             trainer.callback_metrics.update({name: torch.tensor(float(value)) for name, value in metrics.items()})
         else:
             for name, value in metrics.items():
-                pl_module.log(name, value, batch_size=1)
+                # Every rank holds the same global value (the runner's metrics sum over ranks): the mean over ranks
+                # is that value, and without sync_dist Lightning warns on several ranks.
+                pl_module.log(name, value, batch_size=1, sync_dist=True)
         self.last_results = results
         return results
