@@ -185,7 +185,9 @@ class GRPOModule(LightningModule):
         self.grpo_step += 1
 
         lengths = inputs["completion_mask"].sum(1)
-        metrics = step_metrics(rewards, G, zero_std, lengths, scored.per_function, seconds) | train_metrics
+        metrics = (
+            step_metrics(rewards, G, zero_std, lengths, scored.per_function, seconds, scored.metrics) | train_metrics
+        )
         metrics = {name: value.float().to(self.device) for name, value in metrics.items()}
         self.log("reward", metrics.pop("reward"), prog_bar=True, batch_size=len(rollouts), sync_dist=True)
         self.log_dict(metrics, batch_size=len(rollouts), sync_dist=True)

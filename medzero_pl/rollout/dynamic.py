@@ -56,6 +56,7 @@ class ScoredGroups:
             scored=RewardOutput(
                 total=[self.scored.total[i] for i in pick],
                 per_function={name: [values[i] for i in pick] for name, values in self.scored.per_function.items()},
+                metrics=dict(self.scored.metrics),  # what the scoring calls logged, not per completion
             ),
         )
 
@@ -77,6 +78,7 @@ class ScoredGroups:
                 per_function={
                     name: [v for p in parts for v in p.scored.per_function[name]] for name in first.scored.per_function
                 },
+                metrics=mean_metrics([p.scored.metrics for p in parts]),
             ),
         )
 
@@ -93,6 +95,12 @@ class SampledGroups:
     """Batches drawn, the first included (the same on every rank)."""
     cap_hit: bool
     """The cap stopped the search before every rank had its share of informative groups."""
+
+
+def mean_metrics(logged: Sequence[dict[str, float]]) -> dict[str, float]:
+    """What several scoring calls logged, the mean where a name was logged by several (as `RewardSet` does)."""
+    names = dict.fromkeys(name for metrics in logged for name in metrics)
+    return {name: sum(m[name] for m in logged if name in m) / sum(name in m for m in logged) for name in names}
 
 
 def metric_values(scored: RewardOutput, metric: str) -> Tensor:

@@ -26,7 +26,8 @@ def scripted_rollout(batch: dict[str, list], draw: int) -> ScoredGroups:
     total = [v for name in batch["prompts"] for v in scores[name.split("#")[0]]]
     texts = [f"{name}/{draw}/{j}" for name in batch["prompts"] for j in range(G)]
     rollouts = Rollouts([[1]] * len(texts), texts, ["stop"] * len(texts))
-    return ScoredGroups(rows, rollouts, RewardOutput(total, {"accuracy": list(total)}))
+    logged = {"judge/fallback_rate": float(draw)}  # what a reward logs per scoring call
+    return ScoredGroups(rows, rollouts, RewardOutput(total, {"accuracy": list(total)}, logged))
 
 
 def stream(*batches: list[str]):
@@ -73,6 +74,7 @@ def test_uninformative_groups_are_replaced_by_later_draws_and_extra_informative_
     assert result.groups.scored.total == [0.0, 1.0] * 3
     assert result.counts == GroupCounts(drawn=9, kept=5, all_correct=2, all_wrong=2)
     assert not result.cap_hit
+    assert result.groups.scored.metrics == {"judge/fallback_rate": 1.0}  # the mean over the three scoring calls
 
 
 def test_a_batch_of_informative_groups_draws_nothing_more():
