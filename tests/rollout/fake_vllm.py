@@ -9,6 +9,7 @@ built with. Every completion is two tokens (id 10) with log-prob -1 each, cut at
 from __future__ import annotations
 
 import importlib.machinery
+import logging
 import os
 import sys
 import types
@@ -32,6 +33,10 @@ class _Model(torch.nn.Module):
 
 
 def install(monkeypatch: Any) -> types.ModuleType:
+    # The engine sets VLLM_LOGGING_LEVEL and vLLM's logger level (quiet_vllm_logs): both are put back after the test.
+    monkeypatch.setenv("VLLM_LOGGING_LEVEL", os.environ.get("VLLM_LOGGING_LEVEL", ""))
+    monkeypatch.delenv("VLLM_LOGGING_LEVEL")
+    monkeypatch.setattr(logging.getLogger("vllm"), "level", logging.getLogger("vllm").level)
     events: list[str] = []
     built: list[Any] = []
 

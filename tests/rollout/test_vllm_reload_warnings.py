@@ -20,9 +20,14 @@ class Records(logging.Handler):
 
 @pytest.fixture
 def records():
+    """What reaches the reload logger, whatever level vLLM's logger has (importing TRL sets VLLM_LOGGING_LEVEL=ERROR,
+    which `quiet_vllm_logs` then applies)."""
     handler = Records()
     LOGGER.addHandler(handler)
+    level = LOGGER.level
+    LOGGER.setLevel(logging.WARNING)
     yield handler
+    LOGGER.setLevel(level)
     LOGGER.removeHandler(handler)
 
 
