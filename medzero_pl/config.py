@@ -120,6 +120,7 @@ def validate(cfg: Config) -> None:
     g, d, t, r = cfg.grpo, cfg.data, cfg.trainer, cfg.rollout
     blocks = {"grpo": g, "data": d, "optim": cfg.optim, "trainer": t, "logging": cfg.logging, "eval": cfg.eval}
     blocks["rollout"] = r
+    blocks["model.lora"] = cfg.model.lora
     problems = [f"{name}.{p}" for name, block in blocks.items() for p in block.problems()]  # each checks its own
     if not d.sources:
         problems.append("data.sources is empty: choose a recipe (data=demo) or list sources")
