@@ -68,6 +68,22 @@ def test_merged_weights_equal_peft_merge_and_unload_under_the_base_models_names(
     assert not torch.equal(merged["lm_head.weight"], model.base_model.model.lm_head.original_module.weight)
 
 
+def test_weight_sync_sends_a_lora_policys_merged_weights_and_a_plain_policys_own():
+    from types import SimpleNamespace
+
+    from medzero_pl.callbacks.weight_sync import named_parameters_for_sync
+
+    model = lora_llama()
+    sent = dict(named_parameters_for_sync(None, SimpleNamespace(policy=model)))
+    expected = dict(copy.deepcopy(model).merge_and_unload().named_parameters())
+    assert sent.keys() == expected.keys()
+    assert all(torch.allclose(sent[name], t.detach(), rtol=0, atol=1e-6) for name, t in expected.items())
+    plain = tiny_llama(0)
+    sent = dict(named_parameters_for_sync(None, SimpleNamespace(policy=plain)))
+    assert sent.keys() == dict(plain.named_parameters()).keys()
+    assert all(torch.equal(sent[name], p) for name, p in plain.named_parameters())
+
+
 def test_the_reference_is_the_base_model_with_adapters_disabled_to_1e6():
     base = tiny_llama(0).eval()
     model = lora_llama(0).eval()
