@@ -16,7 +16,6 @@ fraction of a percent of the parameters. Three consequences shape the rest of th
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -24,8 +23,6 @@ from dataclasses import dataclass, field
 import torch
 
 from medzero_pl.errors import UserError, expect
-
-log = logging.getLogger(__name__)
 
 PEFT_PREFIX = "base_model.model."
 """What `PeftModel` puts before the wrapped model's parameter names."""
@@ -68,7 +65,8 @@ class LoRAConfig:
 
 
 def apply_lora(model: torch.nn.Module, lora: LoRAConfig, name: str | None = None) -> torch.nn.Module:
-    """`model` with LoRA adapters (a `PeftModel`), or `model` itself when `lora.r == 0`. Logs trainable / total.
+    """`model` with LoRA adapters (a `PeftModel`), or `model` itself when `lora.r == 0` (the run's parameter summary,
+    `callbacks/summary.py`, then logs trainable / total).
 
     Args:
         model: A Hugging Face causal LM (its weights are frozen by peft).
@@ -95,16 +93,7 @@ def apply_lora(model: torch.nn.Module, lora: LoRAConfig, name: str | None = None
         raise UserError(f"model.lora.target_modules={targets}: {str(err).splitlines()[0]}") from err
     if name is not None:  # peft records the resolved directory; keep the name the run was given (an alias, a hub id)
         peft_model.peft_config[ADAPTER].base_model_name_or_path = name
-    trainable, total = parameter_counts(peft_model)
-    share = 100 * trainable / total
-    log.info("LoRA r=%d: %s trainable of %s parameters (%.3f%%)", lora.r, f"{trainable:,}", f"{total:,}", share)
     return peft_model
-
-
-def parameter_counts(model: torch.nn.Module) -> tuple[int, int]:
-    """`(trainable, total)` parameter counts (the full sizes of ZeRO-3-partitioned parameters)."""
-    sizes = [(getattr(p, "ds_numel", p.numel()), p.requires_grad) for p in model.parameters()]
-    return sum(n for n, grad in sizes if grad), sum(n for n, _ in sizes)
 
 
 def has_adapters(model: torch.nn.Module | None) -> bool:
