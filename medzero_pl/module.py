@@ -184,7 +184,9 @@ class GRPOModule(LightningModule):
 
         seconds = {"generate": t_gen - t0, "score": t_score - t_gen, "train": t_end - t_score}
         lengths = inputs["completion_mask"].sum(1)
-        metrics = step_metrics(rewards, G, zero_std, lengths, scored.per_function, seconds) | train_metrics
+        metrics = (
+            step_metrics(rewards, G, zero_std, lengths, scored.per_function, seconds, scored.metrics) | train_metrics
+        )
         metrics = {name: value.float().to(self.device) for name, value in metrics.items()}
         self.log("reward", metrics.pop("reward"), prog_bar=True, batch_size=len(rollouts), sync_dist=True)
         self.log_dict(metrics, batch_size=len(rollouts), sync_dist=True)

@@ -3,7 +3,8 @@ rollout engine, and adapter-only checkpoints.
 
 With `model.lora.r > 0` the policy is a `peft.PeftModel`: the base weights are frozen in `model.dtype` and only the
 adapters (float32, peft's `autocast_adapter_dtype`) and `modules_to_save` train, so the optimizer holds state for a
-few percent of the parameters (3.5% for SmolLM2-135M at r = 16, ~0.5% for a 7B). Three consequences shape the rest of the run:
+few percent of the parameters (3.5% for SmolLM2-135M at r = 16, ~0.5% for a 7B). Three consequences shape the rest
+of the run:
 
 - The reference for `beta > 0` is the policy itself with its adapters disabled (`reference_of`): the base weights
   are never changed, so no second copy is loaded.
