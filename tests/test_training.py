@@ -234,6 +234,59 @@ def test_bf16_mixed_keeps_float32_weights_so_an_update_below_bf16_spacing_lands_
     assert cosine > 0.98 and 0.95 < mixed_update.norm() / full_update.norm() < 1.05, (cosine, mixed_update.norm())
 
 
+class RecordSampling(RecordRewards):
+    def __init__(self, stop_after: int | None = None) -> None:
+        super().__init__(stop_after)
+        self.draws: list[float] = []
+        self.positions: list[int] = []
+
+    def on_train_batch_end(self, trainer, pl_module, *args) -> None:
+        self.draws.append(trainer.callback_metrics["dynamic_sampling/draws"].item())
+        self.positions.append(pl_module.data_position)
+        super().on_train_batch_end(trainer, pl_module, *args)
+
+
+@pytest.mark.slow
+def test_dynamic_sampling_draws_more_prompts_and_resumes_at_the_same_data_position(toy, tmp_path):
+    # The sparse reward (does the completion open with the gold letter?) leaves most groups of the random model
+    # without a spread, so steps draw extra batches; a resume must continue the stream after them.
+    common = {
+        "trainer.max_steps": 4,
+        "trainer.checkpoint_every_n_steps": 1,
+        "rewards": "[{name: 'tests.toy_task:letter_share'}, {name: 'tests.toy_task:opens_with_letter'}]",
+        "grpo.dynamic_sampling.enable": "true",
+        "grpo.dynamic_sampling.metric": "opens_with_letter",
+        "grpo.dynamic_sampling.max_extra_draws": 2,
+    }
+
+    def run_recorded(run_dir, stop_after=None, **extra):
+        cfg = compose(toy_overrides(toy, run_dir, **common, **extra))
+        trainer, module, datamodule = build(cfg)
+        recorder = RecordSampling(stop_after)
+        trainer.callbacks.append(recorder)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.resume)
+        return recorder, {k: v.clone() for k, v in module.policy.state_dict().items()}
+
+    straight, straight_weights = run_recorded(tmp_path / "straight")
+    assert max(straight.draws) > 1  # some step drew extra batches
+    assert straight.positions[-1] == sum(straight.draws) > 4  # the stream moved past one batch per step
+    first, _ = run_recorded(tmp_path / "resumed", stop_after=2)
+    second, resumed_weights = run_recorded(tmp_path / "resumed", resume="auto")
+    assert first.positions + second.positions == straight.positions
+    assert first.rewards + second.rewards == straight.rewards
+    for name, tensor in straight_weights.items():
+        assert torch.equal(tensor, resumed_weights[name]), name
+    with next((tmp_path / "straight").rglob("metrics.csv")).open() as f:
+        rows = list(csv.DictReader(f))
+    logged = {key for row in rows for key, value in row.items() if value}
+    assert {
+        "dynamic_sampling/groups_drawn",
+        "dynamic_sampling/groups_kept",
+        "dynamic_sampling/all_correct",
+        "dynamic_sampling/all_wrong",
+    } <= logged
+
+
 class ScriptedAnswers(Callback):
     def on_fit_start(self, trainer, pl_module) -> None:
         pl_module.engine = AnswersDiseases(pl_module.tokenizer)
