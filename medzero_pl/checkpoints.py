@@ -3,7 +3,9 @@
 A checkpoint is a single-process `last.ckpt` file or a sharded DeepSpeed ZeRO-3 directory (what `last.ckpt` links
 to under DeepSpeed; its shards are consolidated with DeepSpeed's `zero_to_fp32`). Either way the policy is the
 `policy.*` part of the LightningModule's state dict, and the base model the run started from is recorded in its
-hyper-parameters, so the weights go into that model's architecture.
+hyper-parameters, so the weights go into that model's architecture. A LoRA run's checkpoint holds its adapters
+alone (`model.lora` is recorded too): they are put on the base model and merged, or kept as a `PeftModel`. A directory
+written by `export --adapter` (`adapter_config.json` naming its base) is read by `load_adapter_dir`.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from transformers import PreTrainedModel
 
 from medzero_pl.errors import UserError
 from medzero_pl.model.loading import load_causal_lm
+from medzero_pl.model.lora import LoRAConfig, apply_lora
 
 POLICY_PREFIX = "policy."
 
@@ -81,7 +84,7 @@ def recorded_base(checkpoint: str | Path) -> str | None:
 
 
 def load_policy(
-    checkpoint: str | Path, base: str | None = None, dtype: str | None = None
+    checkpoint: str | Path, base: str | None = None, dtype: str | None = None, merge: bool = True
 ) -> tuple[PreTrainedModel, str]:
     """The trained policy in eval mode, and the name of the base model whose architecture holds it.
 
@@ -89,6 +92,8 @@ def load_policy(
         checkpoint: A `.ckpt` file or a ZeRO-3 checkpoint directory.
         base: Model name, path or alias to load the weights into (default: the one the run recorded).
         dtype: `float32`, `bfloat16` or `float16` (default: the run's `model.dtype`).
+        merge: A LoRA run's adapters merged into the base weights (a plain Hugging Face model); False keeps the
+            `PeftModel`, whose `save_pretrained` writes the adapter alone.
 
     Raises:
         MissingCheckpointError: No such checkpoint.
@@ -100,6 +105,8 @@ def load_policy(
     if not name:
         raise CheckpointError(f"{checkpoint} does not record its base model: name it (export --base, eval --model)")
     model = load_causal_lm(name, dtype=dtype or recorded.get("dtype", "float32"))
+    if recorded.get("lora", {}).get("r", 0) > 0:
+        return lora_policy(model, LoRAConfig(**recorded["lora"]), weights, name, merge).eval(), name
     missing, unexpected = model.load_state_dict(weights, strict=False)
     tied = {k for k in missing if model.config.tie_word_embeddings and k.endswith("lm_head.weight")}  # saved once
     if set(missing) - tied or unexpected:
@@ -108,3 +115,36 @@ def load_policy(
         )
     model.tie_weights()
     return model.eval(), name
+
+
+def lora_policy(
+    base: PreTrainedModel, lora: LoRAConfig, weights: dict[str, torch.Tensor], name: str, merge: bool
+) -> torch.nn.Module:
+    """A checkpoint's LoRA policy: adapters (names as in `PeftModel.state_dict()`) on `base`, merged into a plain
+    Hugging Face model when `merge`, else the `PeftModel`."""
+    model = apply_lora(base, lora, name)
+    expected = {k for k, p in model.named_parameters() if p.requires_grad}
+    missing, unexpected = expected - weights.keys(), weights.keys() - dict(model.state_dict()).keys()
+    if missing or unexpected:
+        raise CheckpointError(
+            f"LoRA weights do not fit {name}: missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]}"
+        )
+    model.load_state_dict(weights, strict=False)
+    return model.merge_and_unload() if merge else model
+
+
+def is_adapter_dir(path: str | Path | None) -> bool:
+    """Whether `path` is a directory holding a peft adapter (written by `export --adapter`)."""
+    return path is not None and (Path(path) / "adapter_config.json").is_file()
+
+
+def load_adapter_dir(path: str | Path, dtype: str) -> tuple[PreTrainedModel, str]:
+    """An exported adapter merged into its base model (named in `adapter_config.json`) in eval mode, and the base's
+    name."""
+    from peft import PeftConfig, PeftModel
+
+    name = PeftConfig.from_pretrained(str(path)).base_model_name_or_path
+    if not name:
+        raise CheckpointError(f"{path}/adapter_config.json names no base_model_name_or_path")
+    model = PeftModel.from_pretrained(load_causal_lm(name, dtype=dtype), str(path))
+    return model.merge_and_unload().eval(), name

@@ -133,6 +133,7 @@ def validate(cfg: Config) -> None:
     g, d, t, r = cfg.grpo, cfg.data, cfg.trainer, cfg.rollout
     blocks = {"grpo": g, "data": d, "optim": cfg.optim, "trainer": t, "logging": cfg.logging, "eval": cfg.eval}
     blocks["rollout"] = r
+    blocks["model.lora"] = cfg.model.lora
     blocks["checkpoint"] = cfg.checkpoint
     problems = [f"{name}.{p}" for name, block in blocks.items() for p in block.problems()]  # each checks its own
     if not d.sources:

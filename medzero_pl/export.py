@@ -6,6 +6,10 @@ tokenizer (with its chat template) and `generation_config.json`, taken from the 
 (recorded in the checkpoint's hyper-parameters; `--base` overrides it), so `AutoModelForCausalLM.from_pretrained`
 and vLLM load it directly.
 
+A LoRA run (`model.lora.r > 0`) is exported with its adapters merged into the base weights; `--adapter` writes the
+adapter alone (`adapter_config.json`, `adapter_model.safetensors`, naming the base model) with the tokenizer, which
+`peft.PeftModel.from_pretrained` and `python -m medzero_pl.eval --model <out_dir>` read.
+
 Nothing is deleted that export did not write: the directory is written under a staging name beside `<out_dir>` and
 renamed into place; an existing `<out_dir>` is replaced only if it is an earlier export (it holds `EXPORT_MARKER`)
 or `--overwrite` is given, and never if it is the working directory, one of its ancestors, the home directory or
@@ -27,6 +31,7 @@ from transformers import AutoTokenizer
 from medzero_pl.checkpoints import load_policy
 from medzero_pl.errors import UserError, report_user_errors
 from medzero_pl.model.loading import resolve_model
+from medzero_pl.model.lora import has_adapters
 
 EXPORT_MARKER = "medzero_export.json"
 
@@ -60,11 +65,15 @@ def check_destination(out_dir: str | Path, checkpoint: str | Path, overwrite: bo
     )
 
 
-def export(checkpoint: str | Path, out_dir: str | Path, base: str | None = None, overwrite: bool = False) -> Path:
-    """Write the Hugging Face directory and return its path."""
+def export(
+    checkpoint: str | Path, out_dir: str | Path, base: str | None = None, overwrite: bool = False, adapter: bool = False
+) -> Path:
+    """Write the Hugging Face directory (a LoRA run's adapter alone with `adapter`) and return its path."""
     out = Path(out_dir)
     check_destination(out, checkpoint, overwrite)
-    model, name = load_policy(checkpoint, base)
+    model, name = load_policy(checkpoint, base, merge=not adapter)
+    if adapter and not has_adapters(model):
+        raise UserError(f"--adapter: {checkpoint} is not a LoRA run (model.lora.r is 0); export it without --adapter")
     source = resolve_model(name)
     out.parent.mkdir(parents=True, exist_ok=True)
     staged = out.with_name(f".{out.name}.export-{uuid.uuid4().hex[:8]}")
@@ -102,10 +111,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out_dir", help="the Hugging Face directory to write (new, empty, or an earlier export)")
     parser.add_argument("--base", default=None, help="base model (default: the one recorded in the checkpoint)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing out_dir that is not an export")
+    parser.add_argument("--adapter", action="store_true", help="a LoRA run's adapter alone (default: merged weights)")
     args = parser.parse_args(argv)
 
     def run() -> int:
-        print(export(args.checkpoint, args.out_dir, args.base, args.overwrite))
+        print(export(args.checkpoint, args.out_dir, args.base, args.overwrite, args.adapter))
         return 0
 
     return report_user_errors(run)

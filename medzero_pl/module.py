@@ -42,11 +42,19 @@ from medzero_pl.grpo.dynamic_sampling import CapWatch, GroupCounts
 from medzero_pl.grpo.metrics import step_metrics
 from medzero_pl.model.forward import completion_logprobs_and_entropy, pack, pad_rows
 from medzero_pl.model.loading import ModelConfig, load_causal_lm, load_tokenizer, resolve_model
+from medzero_pl.model.lora import (
+    apply_lora,
+    check_mergeable,
+    check_trainable_state,
+    has_adapters,
+    reference_of,
+    trainable_state,
+)
 from medzero_pl.optim import OptimConfig, build_optimizer
 from medzero_pl.redaction import redact_secrets
 from medzero_pl.rewards import RewardOutput, RewardSpec, build_rewards
 from medzero_pl.rollout import Placement, RolloutConfig, build_engine
-from medzero_pl.rollout.base import RolloutEngine, Rollouts, SamplingParams, repeat_each
+from medzero_pl.rollout.base import RolloutEngine, Rollouts, SamplingParams, engine_class, repeat_each
 from medzero_pl.rollout.dynamic import Batch, SampledGroups, ScoredGroups, sample_informative_groups
 from medzero_pl.strategies import begin_micro_batch, clip_and_step, prepare_reference, trained_dtype, unsharded_init
 
@@ -89,6 +97,7 @@ class GRPOModule(LightningModule):
             )  # hparams reach hparams.yaml, checkpoints and W&B
         )
         self.automatic_optimization = False
+        self.strict_loading = self.model_config.lora.r == 0  # LoRA checkpoints hold the adapters alone
         self.reward_specs = [r if isinstance(r, RewardSpec) else RewardSpec(**r) for r in rewards or []]
         self.reward_set = build_rewards(self.reward_specs)
         self.tokenizer = load_tokenizer(self.model_config.name_or_path)
@@ -111,23 +120,33 @@ class GRPOModule(LightningModule):
     # ----------------------------------------------------------------------------------------- setup
     def configure_model(self) -> None:
         """The policy (float32 unless the strategy keeps float32 master weights, see `trained_dtype`), the reference
-        and the engine (both in `model.dtype`)."""
+        and the engine (both in `model.dtype`). With LoRA the policy is a `PeftModel` whose frozen base stays in
+        `model.dtype` and which is its own reference (adapters disabled)."""
         if self.policy is not None:
             return
         dtype = self.model_config.dtype
         if self._trainer is not None:  # a module configured outside a run takes `model.dtype`
             dtype = trained_dtype(self._trainer.strategy, self._trainer.precision, dtype)
+        lora = self.model_config.lora
+        if lora.r > 0:  # the base is frozen: nothing steps it, so it needs no float32 copy (adapters are float32)
+            dtype = self.model_config.dtype
         attention = self.model_config.attn_implementation
         self.policy = load_causal_lm(self.model_config.name_or_path, dtype, attn_implementation=attention).train()
         if self.model_config.gradient_checkpointing:
             self.policy.gradient_checkpointing_enable()
-        if self.grpo.beta > 0:
+            if lora.r > 0:  # frozen embeddings: checkpointed blocks need an input that requires grad
+                self.policy.enable_input_require_grads()
+        with unsharded_init():  # adapters built whole and initialised by peft; DeepSpeed partitions them later
+            self.policy = apply_lora(self.policy, lora, self.model_config.name_or_path)
+        if self.grpo.beta > 0 and not has_adapters(self.policy):  # with adapters, the reference is them disabled
             reference = load_causal_lm(
                 self.model_config.name_or_path, self.model_config.dtype, attn_implementation=attention
             )
             reference.requires_grad_(False).eval()
             # A plain attribute, not a submodule: frozen weights stay out of checkpoints and the optimizer.
             object.__setattr__(self, "reference", reference)
+        if engine_class(self.rollout_config.engine).owns_weights:  # it gets merged weights: refuse what it can't hold
+            check_mergeable(self.policy)
         path = resolve_model(self.model_config.name_or_path)
         with unsharded_init():  # the engine's own model is whole on every rank, also under ZeRO-3
             self.engine = build_engine(
@@ -153,7 +172,8 @@ class GRPOModule(LightningModule):
         return self.grpo.num_iterations
 
     def configure_optimizers(self) -> Any:
-        return build_optimizer(self.policy.parameters(), self.optim, self.trainer.max_steps)  # GRPO steps x mu
+        trainable = [p for p in self.policy.parameters() if p.requires_grad]  # the adapters alone under LoRA
+        return build_optimizer(trainable, self.optim, self.trainer.max_steps)  # GRPO steps x mu
 
     def on_fit_start(self) -> None:
         if self.reference is not None:  # sharded in its own engine under ZeRO-3, else moved to the device
@@ -269,9 +289,9 @@ class GRPOModule(LightningModule):
         dapo_tokens = global_tokens / self.trainer.world_size
 
         ref_logp = None
-        if self.reference is not None:
-            with torch.no_grad():
-                ref_logp = torch.cat([self._logprobs(self.reference, inputs, s)[0] for s in slices])
+        if g.beta > 0:
+            with torch.no_grad(), reference_of(self.policy, self.reference) as reference:
+                ref_logp = torch.cat([self._logprobs(reference, inputs, s)[0] for s in slices])
 
         # Sampled by another engine (vLLM): importance sampling against the sampler's log-probs.
         sampler_logp = inputs.get("sampler_logp")
@@ -384,8 +404,12 @@ class GRPOModule(LightningModule):
             "grpo_step": self.grpo_step,
             "data_position": self.data_position,
         }
+        if has_adapters(self.policy):  # the frozen base is reloaded from model.name_or_path
+            checkpoint["state_dict"] = trainable_state(checkpoint["state_dict"], self.policy, "policy.")
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if has_adapters(self.policy) and "state_dict" in checkpoint:  # ZeRO-3 restores the module itself
+            check_trainable_state(checkpoint["state_dict"], self.policy, "policy.")
         state = checkpoint.get(RNG_KEY)
         if state is None:
             return

@@ -124,6 +124,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--gradient-checkpointing", action="store_true")
     p.add_argument("--no-shared-prompt", action="store_true", help="medzero_pl: plain training forward")
     p.add_argument("--no-fused-head", action="store_true", help="medzero_pl: score from full logits")
+    p.add_argument("--lora-r", type=int, default=0, help="medzero_pl: LoRA rank (model.lora.r; 0: full fine-tuning)")
     p.add_argument("--fixed-length", action="store_true", help="both trainers generate exactly --max-new-tokens")
     p.add_argument(
         "--engine",
@@ -357,6 +358,7 @@ def run_medzero(args: argparse.Namespace, prepared: dict[str, Any], workdir: Pat
         ),
         f"model.dtype={args.dtype}",
         f"model.gradient_checkpointing={str(args.gradient_checkpointing).lower()}",
+        f"model.lora.r={args.lora_r}",
         f"optim.lr={args.lr}",
         "optim.scheduler=constant",
         "optim.warmup_steps=0",
@@ -991,7 +993,7 @@ def setting_line(args: argparse.Namespace) -> str:
         f"T={args.temperature}, seed {args.seed}, {args.dtype}, beta {args.beta}, {args.loss_type}, mu {args.mu}, "
         f"micro-batch {args.micro_batch}, gradient checkpointing {'on' if args.gradient_checkpointing else 'off'}, "
         f"medzero shared-prompt forward {'off' if args.no_shared_prompt else 'on'}, "
-        f"fused LM head {'off' if args.no_fused_head else 'on'}, medzero engine "
+        f"fused LM head {'off' if args.no_fused_head else 'on'}, medzero LoRA r {args.lora_r}, medzero engine "
         f"{','.join(args.engines)}, TRL engine {','.join(args.trl_engines)}, {args.threads} threads"
     )
 

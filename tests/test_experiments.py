@@ -77,3 +77,17 @@ def test_experiment_states_the_seeds_hyperparameters(experiment):
         if resolved(cfg, key) != value
     }
     assert not wrong, wrong
+
+
+@pytest.mark.parametrize("seed", ["medqa_usmle", "medxpert", "xpert_usmle", "rarearena_7b"])
+def test_a_lora_variant_is_its_seed_with_adapters_a_10x_lr_and_its_stated_gpus(seed):
+    from dataclasses import asdict
+
+    full, lora = asdict(compose([f"experiment={seed}"])), asdict(compose([f"experiment={seed}_lora"]))
+    assert lora["model"].pop("lora") == {**full["model"].pop("lora"), "r": 16, "alpha": 32.0}
+    assert lora["optim"].pop("lr") == pytest.approx(10 * full["optim"].pop("lr"))
+    assert lora["trainer"].pop("devices") == 4
+    full["trainer"].pop("devices")
+    for key in ("experiment", "run_dir"):
+        full.pop(key), lora.pop(key)
+    assert lora == full

@@ -11,7 +11,7 @@ steps changes nothing here.
 
 The tensors come from `named_parameters_for_sync(trainer, module)`: the policy's full parameters, which under
 DeepSpeed ZeRO-3 are gathered a bounded block at a time and consumed lazily by the engine, so only one block is ever
-gathered at once.
+gathered at once. A LoRA policy's stream is merged on the way (`W + alpha/r * B @ A`, one layer held at a time).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
+from medzero_pl.model.lora import sync_parameters
 from medzero_pl.strategies import full_named_parameters
 
 NamedTensors = Iterable[tuple[str, torch.Tensor]]
@@ -30,8 +31,9 @@ NamedTensors = Iterable[tuple[str, torch.Tensor]]
 
 def named_parameters_for_sync(trainer: Trainer, module: LightningModule) -> NamedTensors:
     """The policy's full parameters, Hugging Face names; under ZeRO-3 gathered a bounded block at a time (see
-    `medzero_pl.strategies.full_named_parameters`, a collective every rank takes part in). Tied weights appear once."""
-    return full_named_parameters(module.policy)
+    `medzero_pl.strategies.full_named_parameters`, a collective every rank takes part in). Tied weights appear once.
+    A LoRA policy sends its merged weights under the base model's names (`medzero_pl.model.lora.sync_parameters`)."""
+    return sync_parameters(module.policy, full_named_parameters(module.policy))
 
 
 class WeightSync(Callback):

@@ -4,7 +4,8 @@
         --benchmarks medqa,pubmedqa --limit 20 --data-root ../shared/data --out runs/eval
 
 Each ``--model`` and each ``--ckpt`` is one row of the report (a checkpoint's weights go into its own run's model,
-or into ``--model``'s architecture when given); columns are benchmarks. Writes ``report.md``, ``report.json`` and
+or into ``--model``'s architecture when given; a LoRA checkpoint's adapters are merged, and a ``--model`` directory
+written by ``export --adapter`` is merged into the base model it names); columns are benchmarks. Writes ``report.md``, ``report.json`` and
 ``predictions/`` to ``--out`` and prints the Markdown. ``--judge-url`` adds an LLM judge (RareArena rubric) for
 diagnosis benchmarks, see :mod:`medzero_pl.eval.judge`.
 """
@@ -130,11 +131,14 @@ def rollout_engine(
 
 def load_policy(model: str | None, ckpt: str | None, dtype: str) -> tuple[torch.nn.Module, Any, str]:
     """The causal LM (with a checkpoint's policy weights when given), its tokenizer and the name it was built from."""
+    from medzero_pl.checkpoints import is_adapter_dir, load_adapter_dir
     from medzero_pl.checkpoints import load_policy as load_trained
     from medzero_pl.model.loading import load_causal_lm, load_tokenizer
 
     if ckpt is not None:
         policy, model = load_trained(ckpt, base=model, dtype=dtype)
+    elif is_adapter_dir(model):  # `export --adapter`: merged into the base model it names
+        policy, model = load_adapter_dir(model, dtype)
     else:
         policy = load_causal_lm(model, dtype=dtype).eval()
     return policy, load_tokenizer(model), model

@@ -28,7 +28,13 @@ SPLIT_MODEL_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3"})
 
 
 def split_lm_head(model: nn.Module) -> tuple[nn.Module, nn.Linear] | None:
-    """`(backbone, head)` of a causal LM whose logits are `head(backbone(...).last_hidden_state)`, else None."""
+    """`(backbone, head)` of a causal LM whose logits are `head(backbone(...).last_hidden_state)`, else None.
+
+    A LoRA policy (`PeftModel`) is split through the causal LM it wraps, whose layers carry the adapters; a head
+    with adapters or trained fully (`model.lora.modules_to_save`) is no plain `nn.Linear` and keeps full logits.
+    """
+    if hasattr(model, "get_base_model"):  # PeftModel: its own `base_model` is peft's LoraModel, not the decoder
+        model = model.get_base_model()
     if getattr(getattr(model, "config", None), "model_type", None) not in SPLIT_MODEL_TYPES:
         return None
     head = model.get_output_embeddings()

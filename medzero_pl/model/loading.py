@@ -18,7 +18,7 @@ import os
 import re
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -27,6 +27,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTra
 
 from medzero_pl.errors import UserError
 from medzero_pl.model.attention import ATTN_IMPLEMENTATIONS, resolve_attn_implementation
+from medzero_pl.model.lora import LoRAConfig
 
 
 class ModelNotFoundError(UserError, FileNotFoundError):
@@ -56,6 +57,9 @@ class ModelConfig:
     """Attention of policy and reference. auto is flash_attention_2 with CUDA and the flash_attn package,
     medzero_sdpa without CUDA (grouped K/V not copied per head on CPU, see medzero_pl/model/attention.py), else sdpa. The
     vLLM engine uses its own kernels."""
+    lora: LoRAConfig = field(default_factory=LoRAConfig)
+    """LoRA adapters (`model.lora.r > 0`): only they train, the reference is the policy with them disabled, and
+    checkpoints hold them alone (see medzero_pl/model/lora.py and docs/lora.md)."""
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,9 @@ class ZeRO3Strategy(DeepSpeedStrategy):
         # fp32 copy of all its gradients at once (7.6 GB per rank for a 7.6B model on 4 ranks); DeepSpeed's own
         # default steps it in sub-groups of about 1e9 elements (4 GB).
         kwargs.setdefault("sub_group_size", 1_000_000_000)
+        # A LoRA policy's frozen base is reloaded from `model.name_or_path`: checkpoints hold the adapters (and their
+        # optimizer state) alone. A fully trained policy has nothing frozen, so this changes nothing for it.
+        kwargs.setdefault("exclude_frozen_parameters", True)
         super().__init__(**kwargs)
         self.config.setdefault("gradient_clipping", float(gradient_clipping))
         # Needed by every DeepSpeed config parse (zero.Init in from_pretrained too); only used for throughput logs.

@@ -259,6 +259,25 @@ def test_two_zero3_ranks_against_one_server_train_and_sample_like_one_plain_proc
     assert zero3[0]["losses"] == pytest.approx(plain["losses"], rel=1e-4, abs=1e-6)
 
 
+def test_a_lora_policy_reaches_the_server_as_merged_weights_and_samples_like_its_adapters_on(served, setup):
+    from medzero_pl.model.lora import LoRAConfig, apply_lora, lora_scalings, merged_named_parameters, sync_parameters
+
+    model, _ = served
+    engine, _, tokenizer = setup
+    policy = apply_lora(AutoModelForCausalLM.from_pretrained(model), LoRAConfig(r=8, alpha=16.0)).eval()
+    torch.manual_seed(3)
+    with torch.no_grad():  # what training does to the adapters, only larger: greedy outputs change
+        for p in policy.parameters():
+            if p.requires_grad:
+                p.add_(0.3 * torch.randn_like(p))
+    engine.update_weights(sync_parameters(policy, policy.named_parameters()))
+    adapted = HFRolloutEngine(policy, tokenizer).generate(PROMPTS, 1, GREEDY)
+    assert engine.generate(PROMPTS, 1, GREEDY).completion_ids == adapted.completion_ids
+    merged = dict(merged_named_parameters(policy.named_parameters(), lora_scalings(policy)))
+    expected = {name: digest(t) for name, t in in_engine_layout({n: t.detach() for n, t in merged.items()}).items()}
+    assert engine.weight_digests() == expected
+
+
 def test_a_server_killed_mid_run_ends_the_run_with_one_error_line_within_the_timeout(served, toy, tmp_path):
     """Kills the module's server: keep this test last."""
     _, server = served
