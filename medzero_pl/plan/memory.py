@@ -15,9 +15,10 @@ Every term is the bytes one training process holds, named after what holds it:
 - **head blocks**: the fused head (`model/lm_head.py`) holds one block of float32 logits at a time (`HEAD_BLOCK_NUMEL`,
   `grpo/logprobs.py`) times `HEAD_BLOCK_COPIES`; without it, the `(rows, completion, vocab)` float32 logits and their
   gradient.
-- **DeepSpeed buffers** (ZeRO-3): the reduce bucket (Lightning's 2e8 elements, twice: bucket and reduce-scatter
-  output), gathered parameters in use (the largest layer twice, for prefetch, plus the embedding), and at the
-  optimizer step a float32 copy of one sub-group of this rank's gradients (`sub_group_size` 1e9).
+- **DeepSpeed buffers** (ZeRO-3): the reduce bucket (Lightning's 2e8 elements, allocated whole on a GPU; on CPU only
+  the pages written count), gathered parameters in use (a layer and the next one prefetched, plus the embedding),
+  and, for a half-precision policy, a float32 copy of one sub-group of this rank's gradients at the optimizer step
+  (`sub_group_size` 1e9; DeepSpeed's stage3.py).
 - **rollout**: `hf` generates on the policy itself, its KV cache holding `G x prompts per rank` rows of prompt +
   completion; `vllm` on a GPU reserves `gpu_memory_utilization` of the device for weights and KV cache (freed while
   the trainer runs with `enable_sleep_mode`); on CPU it holds its own copy of the weights plus `kv_cache_gib`.
@@ -43,10 +44,11 @@ HEADROOM = 0.05
 """Share of the device kept free for the allocator's fragmentation and kernels' workspaces."""
 CUDA_CONTEXT_BYTES = 1 * GIB
 """CUDA context, cuBLAS and NCCL workspaces of one process."""
-CPU_PROCESS_BYTES = int(0.75 * GIB)
-"""A training process on CPU before any model: python, torch, transformers, Lightning (measured, BENCHMARKS.md)."""
-CPU_VLLM_PROCESS_BYTES = int(0.55 * GIB)
-"""What importing and starting vLLM's CPU engine adds beyond its weights and KV cache (measured, BENCHMARKS.md)."""
+CPU_PROCESS_BYTES = int(0.98 * GIB)
+"""A training process on CPU beside its model: python, torch, transformers, Lightning, the data (peak RSS of a
+2-layer, 128-wide model's run, whose own terms are under 10 MB; BENCHMARKS.md)."""
+CPU_VLLM_PROCESS_BYTES = int(0.48 * GIB)
+"""What vLLM's CPU engine adds beyond its weights and KV cache (the same tiny run with it: 1,547 MB against 1,006)."""
 HEAD_BLOCK_NUMEL = {"cpu": 1 << 22, "gpu": 1 << 26}
 """Float32 logits per block of the fused head (`grpo/logprobs.py`: LINEAR_CHUNK_NUMEL, ..._ACCELERATOR)."""
 HEAD_BLOCK_COPIES = 3
@@ -233,9 +235,11 @@ def estimate(model: ModelShape, run: RunShape) -> list[Term]:
         largest = max(model.layer_params, model.vocab * model.hidden)
         gathered = (2 * model.layer_params + largest) * DTYPE_BYTES[run.model_dtype]
         terms.append(Term("DeepSpeed gathered parameters", gathered, "train", "two layers + the embedding"))
-        terms.append(Term("DeepSpeed reduce buckets", 2 * REDUCE_BUCKET_NUMEL * DTYPE_BYTES[run.model_dtype], "train"))
-        step = 4 * min(SUB_GROUP_NUMEL, n // shard)
-        terms.append(Term("DeepSpeed step sub-group", step, "host" if run.offload else "step", "float32 gradients"))
+        bucket = REDUCE_BUCKET_NUMEL if run.device == "gpu" else min(REDUCE_BUCKET_NUMEL, n)  # CPU: pages touched
+        terms.append(Term("DeepSpeed reduce bucket", bucket * DTYPE_BYTES[run.model_dtype], "train"))
+        if run.trained_dtype != "float32":
+            step = 4 * min(SUB_GROUP_NUMEL, n // shard)
+            terms.append(Term("DeepSpeed step sub-group", step, "host" if run.offload else "step", "float32 gradients"))
     terms += rollout_terms(model, run)
     if run.device == "cpu":
         base = CPU_PROCESS_BYTES + (CPU_VLLM_PROCESS_BYTES if run.engine == "vllm" else 0)
