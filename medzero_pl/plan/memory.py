@@ -270,7 +270,11 @@ def rollout_terms(model: ModelShape, run: RunShape) -> list[Term]:
             Term("vLLM weights", weights, "resident", run.model_dtype),
             Term("vLLM KV cache", kv_cache, "resident", f"needs {kv / GIB:.2f} GiB for {rows} x {context} tokens"),
         ]
-    return [Term("vLLM engine", 0, "rollout" if run.sleep_mode else "resident", "gpu_memory_utilization")]
+    note = (
+        f"gpu_memory_utilization={run.vllm_fraction}: weights {weights / GIB:.1f} GiB, KV cache for {rows} x "
+        f"{context} tokens {kv / GIB:.1f} GiB{', asleep while training' if run.sleep_mode else ''}"
+    )
+    return [Term("vLLM engine", 0, "rollout" if run.sleep_mode else "resident", note)]
 
 
 def kv_needed_bytes(model: ModelShape, run: RunShape) -> int:
