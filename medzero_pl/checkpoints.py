@@ -51,6 +51,35 @@ def policy_state(checkpoint: str | Path) -> tuple[dict[str, torch.Tensor], dict[
     return weights, hparams
 
 
+def recorded_base(checkpoint: str | Path) -> str | None:
+    """The base model the run recorded, read without consolidating any weights (a file is memory-mapped, a ZeRO-3
+    directory's client state holds no parameters), so a wrong checkpoint is found before hours of evaluation."""
+    path = Path(checkpoint)
+    if path.is_dir():
+        from deepspeed.utils.zero_to_fp32 import get_model_state_file
+
+        from medzero_pl.pickles import check_sharded_checkpoint, load_shard
+
+        check_sharded_checkpoint(path)
+        latest = path / "latest"
+        if not latest.is_file():
+            raise CheckpointError(f"{path}: a directory without 'latest': not a ZeRO-3 checkpoint")
+        try:
+            state_file = get_model_state_file(str(path / latest.read_text().strip()), zero_stage=3)
+        except FileNotFoundError as err:
+            raise CheckpointError(f"{path}: incomplete ZeRO-3 checkpoint ({err})") from None
+        hparams = load_shard(state_file).get("hyper_parameters", {})
+    elif path.is_file():
+        try:
+            hparams = torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("hyper_parameters", {})
+        except Exception as err:  # as in policy_state
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise CheckpointError(f"{path}: not a readable checkpoint ({first})") from None
+    else:
+        raise MissingCheckpointError(f"{path}: no such checkpoint file or directory")
+    return hparams.get("model", {}).get("name_or_path")
+
+
 def load_policy(
     checkpoint: str | Path, base: str | None = None, dtype: str | None = None
 ) -> tuple[PreTrainedModel, str]:

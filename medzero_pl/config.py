@@ -112,9 +112,20 @@ def compose(overrides: list[str] | None = None, conf_dir: Path | str = CONF_DIR)
         config: Config = OmegaConf.to_object(OmegaConf.merge(schema, resolved))
     except OmegaConfBaseException as err:
         raise ConfigError(_explain(err, "the resolved config")) from None
-    config.run_dir = config.run_dir or f"runs/{config.experiment or 'default'}"
+    config.run_dir = config.run_dir or f"runs/{run_name(config.experiment)}"
     validate(config)
     return config
+
+
+def run_name(experiment: str | None) -> str:
+    """The default run folder's name under `runs/`: the experiment's name, or its file's stem when the experiment is
+    given as a path (`experiment=/abs/x.yaml` or `../x.yaml` must not nest `runs/` by the path or leave it)."""
+    if not experiment:
+        return "default"
+    path = Path(experiment)
+    if path.suffix in (".yaml", ".yml") or path.is_absolute() or ".." in path.parts:
+        return path.stem
+    return experiment
 
 
 def validate(cfg: Config) -> None:
@@ -161,8 +172,8 @@ def validate(cfg: Config) -> None:
                 f"rollout.max_model_len={r.max_model_len} < data.max_prompt_length + grpo.max_completion_length = "
                 f"{needed}: vLLM would cut prompts or completions"
             )
-        if g.temperature > 2:
-            problems.append(f"grpo.temperature={g.temperature}: vLLM samples at temperatures up to 2 only")
+    if r.engine in ("vllm", "vllm_server") and g.temperature > 2:
+        problems.append(f"grpo.temperature={g.temperature}: vLLM samples at temperatures up to 2 only")
     problems += model_problems(cfg)
     if problems:
         raise ConfigError("invalid configuration: " + "; ".join(problems))

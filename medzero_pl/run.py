@@ -16,6 +16,7 @@ import dataclasses
 import inspect
 import logging
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +25,12 @@ from lightning.pytorch import Callback, LightningDataModule, LightningModule, Tr
 from lightning.pytorch.callbacks import LearningRateMonitor, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, Logger
 
-from medzero_pl.callbacks.checkpointing import AtomicCheckpointIO, LastCheckpoint
+from medzero_pl.callbacks.checkpointing import AtomicCheckpointIO, LastCheckpoint, remove_stale_temporaries
 from medzero_pl.callbacks.evaluation import Evaluation
 from medzero_pl.callbacks.language import LanguageMixing
 from medzero_pl.callbacks.samples import CompletionSamples
 from medzero_pl.callbacks.stats import CompletionStats
+from medzero_pl.callbacks.summary import ParameterSummary
 from medzero_pl.callbacks.weight_sync import WeightSync
 from medzero_pl.config import MOVED_KEYS, Config, to_yaml
 from medzero_pl.data.datamodule import MedZeroDataModule, normalised_questions
@@ -42,6 +44,7 @@ from medzero_pl.rundir import (
     check_resume_compatible,
     check_resume_world_size,
     check_writable,
+    checkpoint_dir,
     find_resumable,
     read_checkpoint_header,
     refuse_to_replace,
@@ -110,6 +113,10 @@ class MedZeroTrainer(Trainer):
             **{k: v for k, v in kwargs.items() if k in TRAINER_FIELDS or v != defaults.get(k)},
         }
         self.checkpoint = LastCheckpoint(self.run_dir / "checkpoints", every_n_steps=checkpoint_every_n_steps)
+        # One process with the colocated vLLM engine: vLLM starts a one-process gloo group, Lightning's epoch-level
+        # check sees an initialised group and recommends sync_dist for every metric, while it drops sync_dist itself
+        # because its own strategy is not distributed. Several processes log with sync_dist and never see this.
+        warnings.filterwarnings("ignore", message=r"It is recommended to use `self\.log\(.*sync_dist=True")
         kwargs.setdefault("check_val_every_n_epoch", None if kwargs.get("val_check_interval") else 1)
         kwargs["strategy"] = resolve_strategy(
             kwargs.get("strategy", "auto"), accelerator=kwargs.get("accelerator", "auto")
@@ -123,6 +130,7 @@ class MedZeroTrainer(Trainer):
             enable_progress_bar=enable_progress_bar,
             use_distributed_sampler=False,  # ResumableBatchSampler shards whole groups by rank itself
             num_sanity_val_steps=0,
+            enable_model_summary=False,  # ParameterSummary's one line instead: Lightning's FLOPs column is always 0
             default_root_dir=str(self.run_dir),
             **kwargs,
         )
@@ -146,6 +154,7 @@ class MedZeroTrainer(Trainer):
         ckpt_path = self._preflight(model, datamodule, ckpt_path)
         if self.is_global_zero:
             lock.acquire()
+            remove_stale_temporaries(checkpoint_dir(self.run_dir))
         try:
             self.fit_loop.epoch_loop.max_steps = self.max_grpo_steps * model.optimizer_steps_per_batch
             set_gradient_clipping(self.strategy, model.optim.grad_clip)
@@ -202,6 +211,7 @@ def run_callbacks(trainer: MedZeroTrainer, progress_bar: bool) -> list[Callback]
     callbacks: list[Callback] = [
         trainer.checkpoint,
         RunRecord(),
+        ParameterSummary(),
         WeightSync(),
         CompletionStats(),
         LanguageMixing(),

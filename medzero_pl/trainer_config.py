@@ -37,6 +37,7 @@ MANAGED_TRAINER_ARGS = {
     "default_root_dir": "see run_dir",
     "use_distributed_sampler": "the data module shards whole groups across ranks itself",
     "num_sanity_val_steps": "validation never runs before training",
+    "enable_model_summary": "medzero_pl logs one line (class, parameters, trainable share, dtype) instead",
     "accumulate_grad_batches": "a generation batch is one optimizer step; use grpo.micro_batch_size",
     "max_epochs": "the data stream is endless; use trainer.max_steps",
     "gradient_clip_val": "see optim.grad_clip",

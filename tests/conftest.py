@@ -28,3 +28,12 @@ def toy(tmp_path_factory) -> dict[str, Path]:
 
     root = tmp_path_factory.mktemp("toy")
     return {"model": make_tiny_model_dir(root / "model"), "data": write_toy_questions(root / "toy.jsonl")}
+
+
+@pytest.fixture(autouse=True)
+def _no_process_outlives_its_test():
+    """Ranks and launchers a test started (tests/strategies/launch.py) are killed when it ends, passed or failed."""
+    from tests.strategies.launch import kill_leftovers
+
+    yield
+    kill_leftovers()

@@ -36,6 +36,17 @@ def test_every_experiment_composes_and_validates(name):
     assert cfg.run_dir == f"runs/{name}"
 
 
+@pytest.mark.parametrize("where", ["absolute", "relative"])
+def test_an_experiment_given_as_a_file_names_its_run_by_the_files_stem(where, tmp_path, monkeypatch):
+    file = tmp_path / "elsewhere" / "my_ablation.yaml"
+    file.parent.mkdir()
+    file.write_text((CONF_DIR / "experiment" / "cpu_format.yaml").read_text())
+    (tmp_path / "elsewhere" / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere" / "work")
+    choice = str(file) if where == "absolute" else "../my_ablation.yaml"
+    assert compose([f"experiment={choice}"]).run_dir == "runs/my_ablation"
+
+
 def test_rarearena_experiment_carries_the_seed_settings():
     cfg = compose(["experiment=rarearena_1.5b"])
     assert cfg.model.name_or_path == "Qwen/Qwen2.5-1.5B-Instruct"

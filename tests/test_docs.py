@@ -8,8 +8,9 @@ A fenced block tagged ``bash``, ``sh``, ``shell`` or ``console``, or not tagged 
   ``--help`` prints the field list.
 - ``python -m medzero_pl.plan key=value ... [--gpu NAME|GIB]``: the overrides compose and ``--gpu`` parses.
 - ``python -m medzero_pl fit|validate ...`` (the LightningCLI): its arguments parse, config file included.
-- ``python -m medzero_pl.eval ...`` and ``python -m medzero_pl.export ...``: the arguments parse; the benchmarks
-  given to eval exist.
+- ``python -m medzero_pl.eval ...``, ``python -m medzero_pl.export ...`` and ``python -m medzero_pl.serve ...``: the
+  arguments parse; the benchmarks given to eval exist. ``python -m medzero_pl.server_layout ...``: its two commands
+  are planned as ``--dry-run`` does on a 4-GPU node.
 - ``python scripts/<name>.py ...``: the script exists; with argparse, ``--help`` exits 0 and the arguments parse;
   without, ``--help`` prints its docstring.
 - ``scripts/<name>.sh`` and ``.sbatch`` (also under ``sbatch``): the script exists and ``bash -n`` passes; one that
@@ -62,6 +63,7 @@ SYSTEM_COMMANDS = {
 }
 UNCHECKED_MODULES = {"venv": "creates a virtual environment", "pip": "installs packages from the network"}
 PLACEHOLDERS = {"run_dir": "runs/default", "checkpoint": "runs/default/checkpoints/last.ckpt"}
+SEED_GPUS = ["--gpus", "0,1,2,3"]  # `server_layout` commands are checked as on the seed's 4-GPU node
 SEPARATORS = {"&&", "||", ";", "|"}
 FENCE = re.compile(r"^\s*(```+)\s*([\w+-]*)\s*$")
 SKIP = re.compile(r"<!--\s*docs-test:\s*skip\s+(.+?)\s*-->")
@@ -263,6 +265,24 @@ def check_export(args: list[str], workdir: Path) -> None:
     parse(lambda: main(args))
 
 
+def check_serve(args: list[str], workdir: Path) -> None:
+    from medzero_pl.serve import parse_args
+
+    parse(lambda: parse_args(args), stop_after_argparse=False)
+
+
+def check_server_layout(args: list[str], workdir: Path) -> None:
+    """Composed and planned as `--dry-run` does, on a node of the seed's 4 GPUs unless `--gpus` says otherwise."""
+    from medzero_pl.server_layout import main
+
+    args = [*args, *([] if "--dry-run" in args else ["--dry-run"]), *([] if "--gpus" in args else SEED_GPUS)]
+    err = io.StringIO()
+    with chdir(workdir), redirect_stderr(err), redirect_stdout(io.StringIO()):
+        code = main(args)
+    if code:
+        raise Refused(err.getvalue().strip())
+
+
 def check_make(args: list[str], workdir: Path) -> None:
     dry_run = subprocess.run(["make", "-n", *args], cwd=ROOT, capture_output=True, text=True)
     if dry_run.returncode:
@@ -283,6 +303,8 @@ MODULE_CHECKS: dict[str, Callable[[list[str], Path], None]] = {
     "medzero_pl": check_lightning_cli,
     "medzero_pl.eval": check_eval,
     "medzero_pl.export": check_export,
+    "medzero_pl.serve": check_serve,
+    "medzero_pl.server_layout": check_server_layout,
     "pytest": check_pytest,
 }
 

@@ -12,6 +12,7 @@ import contextlib
 import errno
 import logging
 import os
+import shutil
 import signal
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from medzero_pl.errors import UserError
 from medzero_pl.rundir import LAST, PREVIOUS
 
 log = logging.getLogger(__name__)
+LOW_SPACE_BYTES = 16 * 2**20
 
 
 class CheckpointSaveError(UserError):
@@ -47,9 +49,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 f.flush()
                 os.fsync(f.fileno())
         except (OSError, RuntimeError) as err:
+            free = _free_bytes(path.parent)  # before the partial file is removed: what the write ran into
             with contextlib.suppress(OSError):
                 tmp.unlink(missing_ok=True)
-            raise CheckpointSaveError(f"could not save checkpoint {path}: {_cause(err)}") from err
+            raise CheckpointSaveError(f"could not save checkpoint {path}: {_cause(err, free)}") from err
         if path.name == LAST and path.is_file():
             os.replace(path, path.with_name(PREVIOUS))
         os.replace(tmp, path)
@@ -125,10 +128,42 @@ class LastCheckpoint(Callback):
         self._previous.clear()
 
 
-def _cause(err: BaseException) -> str:
-    """The root cause of a failed write in a few words (torch wraps a full disk in an `inline_container` error)."""
-    if isinstance(err, OSError) and err.errno == errno.ENOSPC or "No space left" in str(err):
-        return "no space left on device (disk full)"
+STALE_TEMPORARIES = ("*.ckpt.tmp*", "*.ckpt-step*.tmp", ".*.ckpt.link-*")
+"""What a save killed between writing and renaming leaves: `AtomicCheckpointIO`'s `<name>.tmp<pid>` files and the
+DeepSpeed strategy's staged `<name>-step<N>.tmp` folders and `.<name>.link-<pid>` links."""
+
+
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Delete the partial saves of killed runs in `folder`, which can each be as large as a checkpoint. Call it
+    only while holding the run lock: then no other process is saving there."""
+    removed = []
+    for pattern in STALE_TEMPORARIES:
+        for stale in sorted(Path(folder).glob(pattern)):
+            if stale.is_dir() and not stale.is_symlink():
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                stale.unlink(missing_ok=True)
+            removed.append(stale)
+    if removed:
+        log.warning("removed %d partial checkpoint save(s) of an earlier, killed run: %s", len(removed), removed)
+    return removed
+
+
+def _free_bytes(folder: Path) -> int | None:
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
+
+
+def _cause(err: BaseException, free: int | None = None) -> str:
+    """The root cause of a failed write in a few words. A full disk reaches torch's zip writer as a short write,
+    which it reports as `unexpected pos A vs B` (reproduced on a 2 MiB tmpfs): that, or almost no free space left
+    where the write failed, is a full disk too."""
+    full = isinstance(err, OSError) and err.errno == errno.ENOSPC or "No space left" in str(err)
+    if full or "unexpected pos" in str(err) or (free is not None and free < LOW_SPACE_BYTES):
+        left = f", {free / 2**20:.1f} MiB free" if free is not None else ""
+        return f"no space left on device (disk full{left})"
     if isinstance(err, OSError):
         return err.strerror or str(err)
     return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

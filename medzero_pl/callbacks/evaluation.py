@@ -102,6 +102,8 @@ class Evaluation(Callback):
                     logger.log_metrics(metrics, step=pl_module.grpo_step)
         else:
             for name, value in metrics.items():
-                pl_module.log(name, value, batch_size=1)
+                # Every rank holds the same global value (the runner's metrics sum over ranks): the mean over ranks
+                # is that value, and without sync_dist Lightning warns on several ranks.
+                pl_module.log(name, value, batch_size=1, sync_dist=True)
         self.last_results = results
         return results

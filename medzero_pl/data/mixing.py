@@ -12,6 +12,7 @@ recipe and a seed give the same examples on every machine, and asking for more t
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from typing import Any
 
 from medzero_pl.data.readers import PACKAGE_PREFIX, read_examples
 from medzero_pl.data.records import Example
+from medzero_pl.errors import ConfigError, expect
 
 DIFFICULTY_KEY = "difficulty"
 
@@ -46,13 +48,15 @@ class DataSource:
     """Keyword options for the reader, e.g. ``{cop_base: 0}`` or ``{categories: [biology, health]}``."""
 
     def __post_init__(self) -> None:
-        problems = []
-        if self.sample_size is not None and self.sample_size < 1:
-            problems.append(f"sample_size must be at least 1 or None, got {self.sample_size}")
-        if self.weight <= 0:
-            problems.append(f"weight must be positive, got {self.weight}")
+        # Raised here rather than in `DataConfig.problems`: `mix` divides by the weights of any source built in Python.
+        problems = [
+            *expect(
+                self.sample_size is None or self.sample_size >= 1, "sample_size", self.sample_size, ">= 1, or null"
+            ),
+            *expect(math.isfinite(self.weight) and self.weight > 0, "weight", self.weight, "a finite number > 0"),
+        ]
         if problems:
-            raise ValueError(f"data source {self.path!r}: " + "; ".join(problems))
+            raise ConfigError(f"data source {self.path!r}: " + "; ".join(problems))
 
     @property
     def label(self) -> str:

@@ -15,6 +15,7 @@ import argparse
 import logging
 import os
 import sys
+import tempfile
 import typing
 from dataclasses import MISSING, asdict, fields
 from pathlib import Path
@@ -23,7 +24,7 @@ from typing import Any
 import docstring_parser
 import torch
 
-from medzero_pl.errors import ConfigError
+from medzero_pl.errors import UserError, report_user_errors
 from medzero_pl.eval.benchmarks import BenchmarkUnavailable, build_tasks
 from medzero_pl.eval.config import EvalConfig
 from medzero_pl.eval.report import write_report
@@ -114,7 +115,7 @@ def rollout_engine(
     built from the base model's directory, then receives the policy's (a checkpoint's weights differ from it)."""
     from medzero_pl.model.loading import resolve_model
 
-    budget = settings.max_new_tokens or max(task.benchmark.max_new_tokens for task in tasks)
+    budget = settings.max_new_tokens or max(task.benchmark.max_new_tokens for task in tasks)  # checked >= 1
     config = RolloutConfig(engine=kind, max_model_len=settings.max_prompt_length + budget)
     engine = build_engine(config, policy, tokenizer, resolve_model(name), seed=seed)
     if engine.owns_weights:
@@ -134,24 +135,48 @@ def load_policy(model: str | None, ckpt: str | None, dtype: str) -> tuple[torch.
     return policy, load_tokenizer(model), model
 
 
-def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    args = parse_args(argv)
+def check_inputs(runs: list[tuple[str | None, str | None]], out: str) -> None:
+    """Fail before generating anything: every checkpoint readable, every model resolvable, `--out` writable."""
+    from medzero_pl.checkpoints import CheckpointError, recorded_base
+    from medzero_pl.model.loading import resolve_model
+
+    for model, ckpt in runs:
+        recorded = None if ckpt is None else recorded_base(ckpt)  # reads the checkpoint's header: it must exist
+        base = model or recorded
+        if base is None:
+            raise CheckpointError(f"--ckpt {ckpt}: does not record its base model; name it with --model")
+        resolve_model(base)
+    probe_writable(Path(out))
+
+
+def probe_writable(out: Path) -> None:
+    """`out` exists (created if needed) and takes a file, or one `UserError` naming `--out`."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".probe-"):
+            pass
+    except OSError as err:
+        raise UserError(f"--out {out}: cannot write there ({err.strerror or err}); choose another directory") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check everything up front, then evaluate each row, rewriting the report after every benchmark so that a
+    crash or a kill loses at most the benchmark in progress."""
     try:
         settings = eval_config(args)
         tasks = build_tasks(
             settings.benchmarks, settings.paths, settings.data_root, settings.limit, settings.seed, settings.prompt
         )
-    except (ConfigError, ValueError, BenchmarkUnavailable) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except (ValueError, BenchmarkUnavailable) as err:  # ConfigError is a ValueError
+        raise UserError(str(err)) from None
+    if args.judge_timeout <= 0 or args.judge_retries < 0:
+        raise UserError("--judge-timeout: expected > 0 seconds; --judge-retries: expected >= 0")
+    runs = [(m, None) for m in args.model] + [(args.model[0] if len(args.model) == 1 else None, c) for c in args.ckpt]
+    check_inputs(runs, args.out)
     judge = None
     if args.judge_url:
         from medzero_pl.eval.judge import JudgeClient
 
-        if args.judge_timeout <= 0 or args.judge_retries < 0:
-            print("error: --judge-timeout: expected > 0 seconds; --judge-retries: expected >= 0", file=sys.stderr)
-            return 2
         judge = JudgeClient(
             args.judge_url,
             args.judge_model,
@@ -162,26 +187,32 @@ def main(argv: list[str] | None = None) -> int:
         )
     torch.manual_seed(settings.seed)
     rows: dict[str, dict[str, Any]] = {}
-    runs = [(m, None) for m in args.model] + [(args.model[0] if len(args.model) == 1 else None, c) for c in args.ckpt]
+    meta = {"command": " ".join(sys.argv), "settings": asdict(settings), "models": args.model, "checkpoints": args.ckpt}
     for model, ckpt in runs:
         policy, tokenizer, name = load_policy(model, ckpt, args.dtype)
         row = f"{ckpt} ({name})" if ckpt else name
         log.info("evaluating %s", row)
         engine = rollout_engine(args.engine, policy, tokenizer, name, settings, tasks, settings.seed)
-        results = evaluate(engine, tokenizer, tasks, settings)
-        if judge is not None:
-            from medzero_pl.eval.judge import judge_results
+        rows[row] = {}
+        for task in tasks:
+            result = evaluate(engine, tokenizer, [task], settings)[task.benchmark.name]
+            if judge is not None and task.benchmark.task == "diagnosis":
+                from medzero_pl.eval.judge import judge_results
 
-            for task in tasks:
-                if task.benchmark.task == "diagnosis":
-                    judge_results(results[task.benchmark.name], task.items, judge)
-        rows[row] = results
+                judge_results(result, task.items, judge)
+            rows[row][task.benchmark.name] = result
+            write_report(rows, args.out, {**meta, "complete": False})
         del policy, engine
-    meta = {"command": " ".join(sys.argv), "settings": asdict(settings), "models": args.model, "checkpoints": args.ckpt}
-    md, js = write_report(rows, args.out, meta)
+    md, js = write_report(rows, args.out, {**meta, "complete": True})
     print(md.read_text())
     log.info("report: %s and %s", md, js)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    return report_user_errors(lambda: run(args))
 
 
 if __name__ == "__main__":

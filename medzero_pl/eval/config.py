@@ -64,6 +64,14 @@ class EvalConfig:
                 "1 with temperature 0 (greedy samples are identical; set temperature)",
             ),
             *expect(self.temperature >= 0, "temperature", self.temperature, ">= 0"),
+            *expect(0 < self.top_p <= 1, "top_p", self.top_p, "in (0, 1]"),
+            *expect(
+                self.max_new_tokens is None or self.max_new_tokens >= 1,
+                "max_new_tokens",
+                self.max_new_tokens,
+                "at least 1, or null for each benchmark's default",
+            ),
+            *expect(self.max_prompt_length >= 1, "max_prompt_length", self.max_prompt_length, "at least 1"),
             *expect(self.batch_size >= 1, "batch_size", self.batch_size, "at least 1"),
             # The schema refuses unknown scorers in a config file; this covers settings built in Python.
             *[f"scorers: unknown scorer {s!r}; known: {', '.join(SCORERS)}" for s in self.scorers if s not in SCORERS],

@@ -100,10 +100,18 @@ def write_report(
             if result.get("records"):
                 path = out / "predictions" / _slug(row) / f"{name}.jsonl"
                 path.parent.mkdir(parents=True, exist_ok=True)
-                with path.open("w", encoding="utf-8") as f:
-                    for record in result["records"]:
-                        f.write(json.dumps(record, ensure_ascii=False) + "\n")
+                _write_atomically(
+                    path, "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in result["records"])
+                )
     md, js = out / "report.md", out / "report.json"
-    md.write_text("# Evaluation\n\n" + markdown_table(rows))
-    js.write_text(json.dumps(summary, indent=2, ensure_ascii=False))
+    _write_atomically(md, "# Evaluation\n\n" + markdown_table(rows))
+    _write_atomically(js, json.dumps(summary, indent=2, ensure_ascii=False))
     return md, js
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write through a temporary file and rename: the report is rewritten after every benchmark, and a kill while
+    writing must leave the previous version, not half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)

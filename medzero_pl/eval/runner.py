@@ -46,11 +46,12 @@ def evaluate_benchmark(
     """Scores of one benchmark: a dict with the sampling settings, sample counts and per-scorer metrics, plus
     ``records`` (this rank's per-item completions and grades, for a predictions file)."""
     bench, k = task.benchmark, settings.samples
-    max_new = settings.max_new_tokens or bench.max_new_tokens
+    max_new = bench.max_new_tokens if settings.max_new_tokens is None else settings.max_new_tokens
     sampling = SamplingParams(max_new, settings.temperature, settings.top_p, 0, seed=settings.seed)
     items = task.items[rank::world_size]
     device = torch.device(device)
     length, truncated, count = _mean(device), _mean(device), SumMetric().to(device)
+    prompts_cut = SumMetric().to(device)
     well_formed = _mean(device)
     think_opened = task.template.completion_prefix.rstrip().endswith(THINK_OPEN)
     per_scorer = {s: {"accuracy": _mean(device), "format_rate": _mean(device)} for s in settings.scorers}
@@ -68,7 +69,9 @@ def evaluate_benchmark(
     for first in range(0, len(items), settings.batch_size):
         batch = items[first : first + settings.batch_size]
         prompts = [render_prompt(ex, task.template, tokenizer) for ex in batch]
-        ids = [tokenizer(p, add_special_tokens=False)["input_ids"][-settings.max_prompt_length :] for p in prompts]
+        full = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        prompts_cut.update(torch.tensor(float(sum(len(ids) > settings.max_prompt_length for ids in full))))
+        ids = [ids[-settings.max_prompt_length :] for ids in full]
         rollouts = engine.generate(ids, k, sampling)
         for i, example in enumerate(batch):
             rows = range(i * k, (i + 1) * k)
@@ -95,6 +98,14 @@ def evaluate_benchmark(
                     f1[name].update(torch.tensor([predicted]), torch.tensor([bench.labels.index(example.answer)]))
                 record["scores"][name] = [asdict(g) for g in grades]
             records.append(record)
+    if cut := int(prompts_cut.compute().item()):
+        log.warning(
+            "%s: %d of %d prompts are longer than max_prompt_length=%d and keep only their last tokens",
+            bench.name,
+            cut,
+            int(count.compute().item()),
+            settings.max_prompt_length,
+        )
     result: dict[str, Any] = {
         "benchmark": bench.name,
         "split": bench.split,
@@ -105,6 +116,7 @@ def evaluate_benchmark(
         "prompt": task.prompt_name,
         "mean_length": float(length.compute().item()),
         "truncated_rate": float(truncated.compute().item()),
+        "prompts_cut": cut,
         "well_formed_rate": float(well_formed.compute().item()),
         "seconds": round(time.perf_counter() - start, 2),
         "scorers": {},

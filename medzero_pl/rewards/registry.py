@@ -82,6 +82,10 @@ class RewardOutput:
     per_function: dict[str, list[float | None]]
 
 
+class RewardFailedError(RuntimeError):
+    """A reward function raised; the message names it (the original exception is the cause)."""
+
+
 class RewardSet:
     """Weighted reward functions called as one: ``RewardSet(prompts, completions, **columns) -> RewardOutput``.
 
@@ -109,7 +113,8 @@ class RewardSet:
             try:
                 values = function(prompts=prompts, completions=completions, **columns)
             except Exception as e:
-                raise RuntimeError(f"reward '{name}' raised {type(e).__name__}: {e}") from e
+                first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+                raise RewardFailedError(f"reward '{name}' raised {type(e).__name__}: {first}") from e
             per_function[name] = _check_values(name, values, n)
         total = []
         for i in range(n):
@@ -148,7 +153,11 @@ def check_rewards(rewards: RewardSet, items: Sequence[Mapping[str, Any]], per_so
     rows = [row for group in sample.values() for row in group]
     if not rows:
         return []
-    scored = rewards.score({key: [row[key] for row in rows] for key in rows[0]}, [PROBE] * len(rows), [[0]] * len(rows))
+    columns = {key: [row[key] for row in rows] for key in rows[0]}
+    try:
+        scored = rewards.score(columns, [PROBE] * len(rows), [[0]] * len(rows))
+    except RewardFailedError as err:
+        raise RewardConfigError(f"rewards: {err} (start-up check on a placeholder completion)") from None
     unused = [name for name, values in scored.per_function.items() if all(v is None for v in values)]
     tasks = ", ".join(sorted({row["task"] for row in rows}))
     if len(unused) == len(scored.per_function):
@@ -173,6 +182,11 @@ def _check_values(name: str, values: Any, n: int) -> list[float | None]:
             out.append(None)
         elif isinstance(value, numbers.Real) or hasattr(value, "__float__"):
             value = float(value)
+            if math.isinf(value):
+                raise RewardConfigError(
+                    f"reward '{name}' returned {value} at index {i}: rewards must be finite "
+                    "(an infinite reward makes the group's advantages NaN or 0); return None for not applicable"
+                )
             out.append(None if math.isnan(value) else value)
         else:
             raise RewardConfigError(f"reward '{name}' returned {value!r} (a {type(value).__name__}) at index {i}")

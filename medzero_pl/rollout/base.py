@@ -24,6 +24,7 @@ from medzero_pl.errors import UserError
 ENGINES: dict[str, str] = {
     "hf": "medzero_pl.rollout.hf.HFRolloutEngine",
     "vllm": "medzero_pl.rollout.vllm.VLLMEngine",
+    "vllm_server": "medzero_pl.rollout.vllm_server.VLLMServerEngine",
 }
 """Engine name -> its class. Each class builds itself with ``from_config(rollout, policy, tokenizer, model_path, *,
 seed, placement, dtype)``, reading the `RolloutConfig` fields it needs."""

@@ -119,6 +119,13 @@ def engine_kwargs(
     return kwargs
 
 
+def quiet_vllm_logs(level: str) -> None:
+    """vLLM's loggers at `level`, unless the user set VLLM_LOGGING_LEVEL. The variable is read when vLLM is first
+    imported and the logger's level covers an earlier import; both are set."""
+    level = os.environ.setdefault("VLLM_LOGGING_LEVEL", level.upper())
+    logging.getLogger("vllm").setLevel(level.upper())
+
+
 def launcher_env(placement: Placement) -> dict[str, str]:
     """The variables vLLM's `external_launcher` reads while the engine is built (none for a single process)."""
     if not placement.launched:
@@ -161,6 +168,7 @@ class VLLMEngine:
         )
         self.eos_ids = sorted(set(eos_ids))
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        quiet_vllm_logs(self.settings.log_level)
         from vllm import LLM
 
         threads, set_num_threads = torch.get_num_threads(), torch.set_num_threads

@@ -60,3 +60,24 @@ def test_bad_eval_settings_fail_at_config_time(toy, tmp_path):
         compose(toy_overrides(toy, tmp_path, **{"eval.benchmarks": "[medqb]"}))
     with pytest.raises(ConfigError, match="greedy samples are identical"):
         compose(toy_overrides(toy, tmp_path, **{"eval.benchmarks": "[medqa]", "eval.samples": 4}))
+
+
+def test_validate_logs_without_lightnings_sync_dist_warning_under_a_process_group(toy, tmp_path, shared_data):
+    """The colocated vLLM engine starts a one-process gloo group; Lightning then warns about every epoch-level metric
+    logged without `sync_dist` (the evaluation's are global already)."""
+    import warnings
+
+    import torch.distributed as dist
+
+    from tests.strategies.launch import free_port
+
+    overrides = eval_overrides(toy, tmp_path, shared_data, **{"trainer.max_steps": 1, "data.val_fraction": 0.25})
+    trainer, module, datamodule = build(compose(overrides))
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1)
+    try:
+        with warnings.catch_warnings(record=True) as caught:  # keeps the filters in place, records what passes
+            trainer.validate(module, datamodule=datamodule)
+    finally:
+        dist.destroy_process_group()
+    assert not [str(w.message)[:120] for w in caught if "sync_dist=True" in str(w.message)]
+    assert "eval/medqa/strict/accuracy" in trainer.callback_metrics

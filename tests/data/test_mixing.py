@@ -50,8 +50,19 @@ def test_a_source_is_labelled_by_its_name_or_its_file_stem():
 
 
 def test_invalid_source_settings_are_refused():
-    with pytest.raises(ValueError, match=r"sample_size must be at least 1 or None, got 0; weight must be positive"):
+    with pytest.raises(ValueError, match=r"sample_size=0: expected >= 1, or null; weight=0: expected a finite number"):
         DataSource("x.jsonl", "medqa", sample_size=0, weight=0)
+
+
+@pytest.mark.parametrize("weight", ["0", "-1", "nan", "inf"])
+def test_a_weight_that_cannot_share_the_data_is_one_error_line(weight, capsys):
+    from medzero_pl.fit import main
+
+    source = f"data.sources=[{{path: medzero_pl:data/demo/medqa_demo.jsonl, format: medqa, weight: {weight}}}]"
+    assert main([source]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: data source 'medzero_pl:data/demo/medqa_demo.jsonl': weight={float(weight)}: expected a finite number > 0"
+    ]
 
 
 def test_sample_size_draws_seeded_without_replacement():

@@ -96,3 +96,71 @@ def test_the_vllm_engine_scores_a_checkpoint_as_generate_does(toy, tmp_path, sha
             engine, [json.loads(line)["completions"] for line in predictions.read_text().splitlines()]
         )
     assert completions["vllm"] == completions["hf"]
+
+
+def _never_loads(*args, **kwargs):
+    raise AssertionError("a model was loaded before the inputs were checked")
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--model", "nonexistent-model"], "Cannot resolve model 'nonexistent-model'"),
+        (["--ckpt", "missing/last.ckpt"], "missing/last.ckpt: no such checkpoint"),
+    ],
+)
+def test_a_wrong_second_row_is_refused_before_the_first_row_generates(
+    toy, tmp_path, shared_data, monkeypatch, capsys, flags, message
+):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr("medzero_pl.eval.__main__.load_policy", _never_loads)
+    argv = ["--model", str(toy["model"]), *flags, "--benchmarks", "medqa", "--data-root", str(shared_data)]
+    assert evaluate_cli([*argv, "--out", str(tmp_path / "eval")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.startswith("error:") and "Traceback" not in err
+
+
+def test_an_unwritable_out_is_refused_before_generating(toy, tmp_path, shared_data, monkeypatch, capsys):
+    monkeypatch.setattr("medzero_pl.eval.__main__.load_policy", _never_loads)
+    taken = tmp_path / "a_file"
+    taken.write_text("not a directory")
+    argv = ["--model", str(toy["model"]), "--benchmarks", "medqa", "--data-root", str(shared_data)]
+    assert evaluate_cli([*argv, "--out", str(taken / "eval")]) == 2
+    assert f"--out {taken / 'eval'}: cannot write there" in capsys.readouterr().err
+
+
+def test_each_finished_benchmark_is_on_disk_when_a_later_one_crashes(toy, tmp_path, shared_data, monkeypatch):
+    from medzero_pl.eval import runner
+
+    real = runner.evaluate_benchmark
+
+    def crash_on_pubmedqa(engine, tokenizer, task, *args, **kwargs):
+        if task.benchmark.name == "pubmedqa":
+            raise RuntimeError("killed mid-evaluation")
+        return real(engine, tokenizer, task, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "evaluate_benchmark", crash_on_pubmedqa)
+    out = tmp_path / "eval"
+    argv = ["--model", str(toy["model"]), "--benchmarks", "medqa,pubmedqa", "--data-root", str(shared_data)]
+    argv += ["--limit", "2", "--max-new-tokens", "4", "--max-prompt-length", "64", "--out", str(out)]
+    with pytest.raises(RuntimeError, match="killed mid-evaluation"):
+        evaluate_cli(argv)
+    summary = json.loads((out / "report.json").read_text())
+    assert summary["complete"] is False and list(summary["rows"][str(toy["model"])]) == ["medqa"]
+    (predictions,) = (out / "predictions").glob("*/medqa.jsonl")
+    assert len(predictions.read_text().splitlines()) == 2
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--max-new-tokens", "0"], "max_new_tokens=0: expected at least 1"),
+        (["--max-prompt-length", "-5"], "max_prompt_length=-5: expected at least 1"),
+        (["--limit", "0"], "limit=0: expected at least 1"),
+        (["--top-p", "0"], "top_p=0.0: expected in (0, 1]"),
+    ],
+)
+def test_out_of_range_settings_are_one_error_line(flags, message, capsys):
+    assert evaluate_cli(["--model", "m", "--benchmarks", "medqa", *flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err

@@ -116,3 +116,13 @@ def test_well_formed_rate_follows_whether_the_template_opened_the_reasoning():
     closed = evaluate(ScriptedEngine(texts), tiny_tokenizer(), [closed_template], EvalConfig())["pubmedqa"]
     assert closed["well_formed_rate"] == 0.5  # now only the completion that opens <think> itself is well-formed
     assert flat_metrics({"pubmedqa": closed})["eval/pubmedqa/well_formed_rate"] == 0.5
+
+
+def test_prompts_longer_than_the_limit_are_counted_and_warned_about(caplog):
+    items = [mcq(0, "A"), mcq(1, "B")]
+    engine = ScriptedEngine(["<answer>A</answer>", "<answer>B</answer>"])
+    settings = EvalConfig(max_new_tokens=4, max_prompt_length=8)
+    with caplog.at_level("WARNING", logger="medzero_pl.eval.runner"):
+        result = evaluate(engine, tiny_tokenizer(), [pubmed_task(items)], settings)["pubmedqa"]
+    assert result["prompts_cut"] == 2
+    assert "2 of 2 prompts are longer than max_prompt_length=8" in caplog.text

@@ -218,3 +218,25 @@ def test_check_rewards_refuses_a_set_that_applies_to_none_of_the_data_and_names_
     mixed = build_rewards([RewardSpec("mcq_accuracy"), RewardSpec("diagnosis_match")])
     assert check_rewards(mixed, rows("mcq")) == ["diagnosis_match"]
     assert check_rewards(mixed, rows("mcq", "diagnosis")) == []
+
+
+def _raises_on_placeholder(prompts, completions, **kwargs):
+    raise ValueError("no gold letter\nand a second line a traceback would show")
+
+
+def test_a_reward_that_raises_at_start_up_is_one_line_naming_it(capsys):
+    from medzero_pl.errors import report_user_errors
+
+    rewards = RewardSet(["my_reward"], [_raises_on_placeholder], [1.0])
+    assert report_user_errors(lambda: check_rewards(rewards, rows("mcq")) and 0) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        "error: rewards: reward 'my_reward' raised ValueError: no gold letter (start-up check on a placeholder completion)"
+    ]
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("-inf")])
+def test_an_infinite_reward_is_refused_with_its_name(value):
+    rewards = RewardSet(["unbounded"], [lambda prompts, completions, **kw: [1.0, value]], [1.0])
+    with pytest.raises(ValueError, match=f"reward 'unbounded' returned {value} at index 1: rewards must be finite"):
+        rewards(None, ["a", "b"])

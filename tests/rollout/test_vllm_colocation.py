@@ -118,6 +118,20 @@ def test_the_engine_is_built_with_the_launcher_variables_which_are_restored_afte
     assert os.environ["LOCAL_RANK"] == "1" and "RANK" not in os.environ
 
 
+@pytest.mark.parametrize(("user_set", "expected"), [(None, "WARNING"), ("DEBUG", "DEBUG")])
+def test_vllms_per_step_info_lines_are_quiet_unless_asked_for(monkeypatch, user_set, expected):
+    import logging
+
+    fake_vllm.install(monkeypatch)
+    monkeypatch.delenv("VLLM_LOGGING_LEVEL", raising=False)
+    if user_set:
+        monkeypatch.setenv("VLLM_LOGGING_LEVEL", user_set)
+    monkeypatch.setattr(logging.getLogger("vllm"), "level", logging.INFO)
+    VLLMEngine("model-dir", [1], RolloutConfig(engine="vllm"))
+    assert os.environ["VLLM_LOGGING_LEVEL"] == expected  # read by vLLM when it is first imported
+    assert logging.getLevelName(logging.getLogger("vllm").level) == expected  # and for an earlier import
+
+
 # ------------------------------------------------------------------------------------------- sleep mode
 def sleeping_engine(monkeypatch) -> tuple[VLLMEngine, list[str]]:
     vllm = fake_vllm.install(monkeypatch)

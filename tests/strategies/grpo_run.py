@@ -12,7 +12,8 @@ With `rollout.engine=vllm`: `--prompt-seeded` makes the engine sample each promp
 two ranks that split a batch sample what one process does; `--gather-numel=N` syncs the engine's weights through
 gathers of at most N elements (many blocks); at the end the weights are synced once more, and the engine's greedy
 rollouts of `GREEDY_PROMPTS` at the start and at the end and its final weights are written too
-(`engine_greedy_before`, `engine_greedy`, `engine_weights`).
+(`engine_greedy_before`, `engine_greedy`, `engine_weights`; with `rollout.engine=vllm_server` the served weights'
+digests, `engine_digests`).
 """
 
 from __future__ import annotations
@@ -146,11 +147,14 @@ def main(argv: list[str]) -> int:
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.resume)
     weights = {name: tensor.clone() for name, tensor in full_named_parameters(module.policy)}
     weights_blocks = {name: tensor.clone() for name, tensor in full_named_parameters(module.policy, SMALL_BLOCKS)}
-    greedy = engine_weights = None
+    greedy = engine_weights = engine_digests = None
     if module.engine.owns_weights:
         module.engine.update_weights(full_named_parameters(module.policy, *gather_numel))  # every rank, collective
         greedy = engine_greedy(module)
-        engine_weights = module.engine.named_weights()
+        if hasattr(module.engine, "named_weights"):  # an engine in this process (vllm)
+            engine_weights = module.engine.named_weights()
+        if hasattr(module.engine, "weight_digests"):  # a server (vllm_server): SHA-256 of each served weight
+            engine_digests = module.engine.weight_digests()
     result = {
         "losses": record.losses,
         "grad_norms": record.grad_norms,
@@ -165,6 +169,7 @@ def main(argv: list[str]) -> int:
         "engine_greedy_before": record.greedy_before,
         "engine_greedy": greedy,
         "engine_weights": engine_weights,
+        "engine_digests": engine_digests,
     }
     torch.save(result, f"{out}.rank{trainer.global_rank}")
     return 128 + trainer.stopped_by_signal if trainer.stopped_by_signal else 0

@@ -1,8 +1,15 @@
-"""Start one process per rank on this machine, as torchrun would, with a deadline so a deadlock fails a test."""
+"""Start one process per rank on this machine, as torchrun would, with a deadline so a deadlock fails a test.
+
+Every process starts in its own session and is remembered, so that `kill_leftovers` (an autouse fixture in
+tests/conftest.py) ends it, with whatever it started (torchrun's workers, DeepSpeed's helpers), when the test is
+over, passed or failed: a failed multi-process test must not leave ranks running that keep pytest from exiting.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -10,6 +17,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+FAILED_RANK_GRACE_S = 60.0
+"""After one rank fails, how long the others get to end by themselves (they usually wait in a collective that can
+never complete) before they are killed."""
+_started: list[subprocess.Popen] = []
 
 
 def free_port() -> int:
@@ -39,28 +50,58 @@ def spawn(args: list[str], world_size: int, log_dir: Path) -> list[subprocess.Po
     """`python <args>` once per rank; each rank's output goes to `log_dir/rank<N>.log`."""
     port = free_port()
     log_dir.mkdir(parents=True, exist_ok=True)
-    procs = []
-    for rank in range(world_size):
-        log = open(log_dir / f"rank{rank}.log", "w")  # noqa: SIM115 - closed with the process
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, *args], cwd=ROOT, env=rank_env(rank, world_size, port), stdout=log, stderr=log
-            )
-        )
-    return procs
+    return [
+        start([sys.executable, *args], rank_env(rank, world_size, port), log_dir / f"rank{rank}.log")
+        for rank in range(world_size)
+    ]
 
 
-def wait_all(procs: list[subprocess.Popen], log_dir: Path, timeout: float) -> list[int]:
-    """Exit codes of every rank; kills all and fails with the logs' tails if `timeout` seconds pass first."""
+def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    """`command` in its own session (so its whole process group can be killed), output to `log`, remembered."""
+    with open(log, "w") as out:  # the child keeps its own copy of the descriptor
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=out, start_new_session=True)
+    _started.append(process)
+    return process
+
+
+def kill(process: subprocess.Popen) -> None:
+    """SIGKILL the process and everything in its process group, and reap it."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def kill_leftovers() -> None:
+    """Kill every process `start` began that is still running (called after each test)."""
+    while _started:
+        kill(_started.pop())
+
+
+def wait_all(
+    procs: list[subprocess.Popen],
+    log_dir: Path,
+    timeout: float,
+    expected: tuple[int, ...] = (0,),
+    grace: float = FAILED_RANK_GRACE_S,
+) -> list[int]:
+    """Exit codes of every rank. Fails with the logs' tails if `timeout` seconds pass first. Once a rank has ended
+    with a code not in `expected`, the others get `grace` seconds, then are killed (exit code -9): a failure ends
+    the test in a minute instead of at the deadline."""
     deadline = time.monotonic() + timeout
-    try:
-        return [p.wait(timeout=max(1.0, deadline - time.monotonic())) for p in procs]
-    except subprocess.TimeoutExpired:
-        for p in procs:
-            p.kill()
-        for p in procs:
-            p.wait()
-        raise AssertionError(f"ranks still running after {timeout:.0f} s (deadlock?)\n{tails(log_dir)}") from None
+    while any(p.poll() is None for p in procs):
+        if any(p.returncode is not None and p.returncode not in expected for p in procs):
+            deadline = min(deadline, time.monotonic() + grace)
+            if time.monotonic() > deadline:
+                break
+        elif time.monotonic() > deadline:
+            for p in procs:
+                kill(p)
+            raise AssertionError(f"ranks still running after {timeout:.0f} s (deadlock?)\n{tails(log_dir)}")
+        time.sleep(0.2)
+    for p in procs:
+        kill(p)
+    return [p.returncode for p in procs]
 
 
 def tails(log_dir: Path, chars: int = 3000) -> str:

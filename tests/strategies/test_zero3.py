@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from medzero_pl.rundir import checkpoint_world_size
-from tests.strategies.launch import ROOT, free_port, rank_env, spawn, tails, wait_all
+from tests.strategies.launch import ROOT, free_port, rank_env, spawn, start, tails, wait_all
 from tests.toy_task import toy_overrides
 
 pytest.importorskip("deepspeed")
@@ -192,7 +192,8 @@ def test_sigterm_to_one_rank_makes_both_save_the_same_step(toy, tmp_path):
         assert time.monotonic() < deadline and all(p.poll() is None for p in procs), tails(tmp_path / "logs")
         time.sleep(0.5)
     procs[1].send_signal(signal.SIGTERM)
-    assert wait_all(procs, tmp_path / "logs", 400) == [128 + signal.SIGTERM] * 2
+    stopped = 128 + signal.SIGTERM
+    assert wait_all(procs, tmp_path / "logs", 400, expected=(stopped,)) == [stopped] * 2
     results = [torch.load(f"{out}.rank{r}", weights_only=False) for r in range(2)]
     assert results[0]["global_step"] == results[1]["global_step"] >= 2
     step = results[0]["global_step"]
@@ -222,9 +223,7 @@ def test_torchrun_two_nodes_on_localhost(toy, tmp_path):
             **{"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RDZV_ID": f"medzero-test-{port}"},
             **{"PYTHONPATH": str(ROOT), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"},
         }
-        log = open(logs / f"rank{node}.log", "w")  # noqa: SIM115 - closed with the process
-        command = ["bash", "scripts/torchrun_example.sh", *args]
-        procs.append(subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log))
+        procs.append(start(["bash", "scripts/torchrun_example.sh", *args], env, logs / f"rank{node}.log"))
     assert wait_all(procs, logs, 600) == [0, 0], tails(logs)
     saved = (tmp_path / "checkpoints" / "last.ckpt").resolve()
     assert saved.name == "last.ckpt-step2"
