@@ -20,7 +20,8 @@ Every term is the bytes one training process holds, named after what holds it:
   and, for a half-precision policy, a float32 copy of one sub-group of this rank's gradients at the optimizer step
   (`sub_group_size` 1e9; DeepSpeed's stage3.py).
 - **rollout**: `hf` generates on the policy itself, its KV cache holding `G x prompts per rank` rows of prompt +
-  completion; `vllm` on a GPU reserves `gpu_memory_utilization` of the device for weights and KV cache (freed while
+  completion; `vllm_server` runs elsewhere (a ZeRO-3 rank only gathers a chunk of weights to push); `vllm` on a GPU
+  reserves `gpu_memory_utilization` of the device for weights and KV cache (freed while
   the trainer runs with `enable_sleep_mode`); on CPU it holds its own copy of the weights plus `kv_cache_gib`.
 
 The peak is what stays (`resident`) plus the largest of the phases that do not overlap: rollout, forward/backward,
@@ -55,6 +56,8 @@ HEAD_BLOCK_COPIES = 3
 """A block's working set: logits, their softmax and, in backward, their gradient."""
 REDUCE_BUCKET_NUMEL = 200_000_000
 """Lightning's `DeepSpeedStrategy(reduce_bucket_size=2e8)`."""
+GATHER_NUMEL = 2**27
+"""Elements gathered at once to push weights to an engine (`strategies.GATHER_NUMEL`)."""
 SUB_GROUP_NUMEL = 1_000_000_000
 """`ZeRO3Strategy(sub_group_size=1e9)`: gradients copied to float32 at once in the optimizer step."""
 
@@ -263,6 +266,9 @@ def rollout_terms(model: ModelShape, run: RunShape) -> list[Term]:
             gathered = (2 * model.layer_params + model.vocab * model.hidden) * DTYPE_BYTES[run.model_dtype]
             terms.append(Term("DeepSpeed gathered parameters (generate)", gathered, "rollout"))
         return terms
+    if run.engine == "vllm_server":
+        chunk = min(GATHER_NUMEL, model.params) * DTYPE_BYTES[run.model_dtype] if run.zero3 else 0
+        return [Term("weight push to the vLLM server", chunk, "rollout", "the server runs on its own GPUs")]
     weights = model.params * DTYPE_BYTES[run.model_dtype]
     if run.device == "cpu":
         kv_cache = int((run.vllm_kv_cache_gib if run.vllm_kv_cache_gib is not None else 1.0) * GIB)
@@ -396,6 +402,14 @@ def changes(model: ModelShape, run: RunShape, capacity: int) -> list[Change]:
                 "strategy",
                 ("trainer.strategy=deepspeed_stage3",),
                 lambda r: replace(r, zero3=True, master_weights=r.trained_dtype != "float32"),
+            )
+        )
+    if run.engine == "vllm" and run.device == "gpu":
+        found.append(
+            Change(
+                "engine",
+                ("rollout.engine=vllm_server",),
+                lambda r: replace(r, engine="vllm_server"),
             )
         )
     if not run.offload:

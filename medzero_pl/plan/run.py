@@ -157,11 +157,14 @@ def plan(cfg: Config, device: str, capacity: int, devices_if_auto: int = 1) -> P
 def suggestion(p: Plan) -> str:
     """The cheapest change as overrides, or what is left when no change this project offers is enough."""
     if p.fix:
-        return "add " + " ".join(p.fix)
+        server = (
+            " (start it on other GPUs: python -m medzero_pl.serve)" if "rollout.engine=vllm_server" in p.fix else ""
+        )
+        return "add " + " ".join(p.fix) + server
     return (
-        "no combination of a smaller micro-batch, gradient checkpointing, vLLM sleep mode or a lower "
-        "gpu_memory_utilization, and ZeRO-3 (offload) fits: use more or larger GPUs, shorter completions or fewer "
-        "prompts per step (tensor-parallel vLLM, a separate vLLM server and LoRA are not available here)"
+        "no combination of a smaller micro-batch, gradient checkpointing, vLLM sleep mode, another "
+        "gpu_memory_utilization, a vLLM server on other GPUs and ZeRO-3 (offload) fits: use more or larger GPUs, "
+        "shorter completions or fewer prompts per step (tensor-parallel vLLM and LoRA are not available here)"
     )
 
 

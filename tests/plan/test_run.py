@@ -132,3 +132,10 @@ def test_cli_bad_input_is_one_error_line_and_exit_2(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(message)
+
+
+def test_a_vllm_server_on_other_gpus_is_suggested_when_it_is_enough():
+    p = plan(compose(["experiment=medqa_usmle"]), "gpu", 56 * GIB)
+    assert p.fix == ("rollout.engine=vllm_server",)
+    served = plan(compose(["experiment=medqa_usmle", "rollout.engine=vllm_server"]), "gpu", 56 * GIB)
+    assert served.verdict.fits and not any(t.name == "vLLM engine" for t in served.verdict.terms)
