@@ -136,3 +136,15 @@ def test_the_cheapest_fix_prefers_a_smaller_micro_batch():
 
 def test_nothing_fits_a_tiny_device():
     assert cheapest_fix(shape_from_config(QWEN7B), gpu_run(), 4 * GIB) is None
+
+
+def test_the_arithmetic_is_pure_standard_library():
+    import ast
+    from pathlib import Path
+
+    import medzero_pl.plan.memory as memory
+
+    tree = ast.parse(Path(memory.__file__).read_text())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert imported <= {"__future__", "math", "dataclasses", "itertools", "collections.abc"}
