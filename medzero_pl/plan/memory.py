@@ -158,13 +158,13 @@ class Term:
     note: str = ""
 
 
-ACTIVATION_ELEMENTS_HIDDEN = 12
-"""Per token and layer, multiples of `hidden` a Llama-style layer saves for backward: two RMSNorms (input, float32
-copy, output: 3 each), q and o-projection inputs and outputs, rotary intermediates (about 6 in all)."""
+ACTIVATION_ELEMENTS_HIDDEN = 8
+"""Per token and layer, multiples of `hidden` a Llama-style layer saves for backward: two RMSNorms (their input and
+normalised output: 2 each), the query, `rotate_half` of it and the rotated query, and the attention output."""
 ACTIVATION_ELEMENTS_MLP = 4
 """... and multiples of `intermediate`: gate and up outputs, SiLU output, their product."""
 ACTIVATION_ELEMENTS_KV = 4
-"""... and multiples of the K/V width: k, v and their rotated copies."""
+"""... and multiples of the K/V width: k, `rotate_half` of it, the rotated k, and v."""
 
 
 def layer_activation_elements(model: ModelShape) -> int:
