@@ -22,6 +22,7 @@ import docstring_parser
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
+from medzero_pl.callbacks.checkpointing import CheckpointConfig
 from medzero_pl.data.config import DataConfig
 from medzero_pl.data.prompts import PromptTemplate
 from medzero_pl.errors import ConfigError, UserError, expect
@@ -61,6 +62,7 @@ class Config:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     plan: PlanConfig = field(default_factory=PlanConfig)
     experiment: str | None = None
@@ -133,6 +135,7 @@ def validate(cfg: Config) -> None:
     g, d, t, r = cfg.grpo, cfg.data, cfg.trainer, cfg.rollout
     blocks = {"grpo": g, "data": d, "optim": cfg.optim, "trainer": t, "logging": cfg.logging, "eval": cfg.eval}
     blocks["rollout"] = r
+    blocks["checkpoint"] = cfg.checkpoint
     problems = [f"{name}.{p}" for name, block in blocks.items() for p in block.problems()]  # each checks its own
     if not d.sources:
         problems.append("data.sources is empty: choose a recipe (data=demo) or list sources")
@@ -174,9 +177,32 @@ def validate(cfg: Config) -> None:
             )
     if r.engine in ("vllm", "vllm_server") and g.temperature > 2:
         problems.append(f"grpo.temperature={g.temperature}: vLLM samples at temperatures up to 2 only")
+    problems += best_metric_problems(cfg)
     problems += model_problems(cfg)
     if problems:
         raise ConfigError("invalid configuration: " + "; ".join(problems))
+
+
+def best_metric_problems(cfg: Config) -> list[str]:
+    """`checkpoint.best_metric` must be a metric the run logs: a benchmark it evaluates every N steps, or validation
+    inside fit."""
+    metric, e, t = cfg.checkpoint.best_metric, cfg.eval, cfg.trainer
+    if not metric:
+        return []
+    benchmark = metric.split("/")[1] if metric.count("/") >= 2 else None
+    if metric.startswith("eval/") and (benchmark not in e.benchmarks or not e.every_n_steps):
+        return [
+            f"checkpoint.best_metric={metric}: {benchmark} must be among eval.benchmarks ({e.benchmarks}) and "
+            f"evaluated during training (eval.every_n_steps={e.every_n_steps}, expected >= 1)"
+        ]
+    has_validation = cfg.data.val_fraction > 0 or bool(cfg.data.val_sources)
+    if metric.startswith("val/") and not has_validation:
+        return [
+            f"checkpoint.best_metric={metric}: the data has no validation split (data.val_fraction, data.val_sources)"
+        ]
+    if metric.startswith("val/") and t.val_check_interval is None:
+        return [f"checkpoint.best_metric={metric}: validation runs only at the end; set trainer.val_check_interval"]
+    return []
 
 
 def model_problems(cfg: Config) -> list[str]:

@@ -1,6 +1,7 @@
 """GRPOModule: the policy, an optional frozen reference, and one GRPO step per generation batch.
 
-A training step reads: rollout -> reward -> group advantage -> mu optimisation passes -> log. The math lives in
+A training step reads: rollout -> reward (-> dynamic sampling: keep the groups whose rewards differ, drawing more
+prompts) -> group advantage -> mu optimisation passes -> log. The math lives in
 `medzero_pl.grpo`, the rewards in `medzero_pl.rewards`, generation behind `RolloutEngine`; this file wires them.
 
 Departures from the GRPO paper (all configurable, see `GRPOConfig`): token-level DAPO aggregation by default,
@@ -10,7 +11,9 @@ the first pass's log-probs (the policy before any update of the batch) serve the
 
 Public surface used by callbacks: `policy`, `tokenizer`, `engine` (swap it to change how rollouts are made),
 `sampling` and `grpo_step`, the run's one step counter (GRPO steps trained; Lightning's `trainer.global_step` counts
-optimizer steps, `grpo_step x grpo.num_iterations`, and the data stream resumes at `grpo_step`). An engine with its
+optimizer steps, `grpo_step x grpo.num_iterations`), and `data_position`, the batches drawn from the data stream,
+where it resumes (the step pulls its batches from Lightning's `dataloader_iter`, since dynamic sampling draws more
+than one). An engine with its
 own copy of the weights (vLLM) is kept current by `callbacks.weight_sync.WeightSync`, the only caller of
 `engine.update_weights` in a run. `training_step` returns the step's results as a plain dict (see `step_outputs`),
 which Lightning hands to `Callback.on_train_batch_end(..., outputs, ...)`: statistics, samples and evaluation
@@ -19,8 +22,11 @@ callbacks read that, not attributes of the module.
 
 from __future__ import annotations
 
+import logging
 import random
 import time
+import warnings
+from collections.abc import Iterator
 from dataclasses import asdict, is_dataclass, replace
 from typing import Any
 
@@ -28,9 +34,11 @@ import numpy as np
 import torch
 from lightning.pytorch import LightningModule
 
+from medzero_pl.errors import ConfigError
 from medzero_pl.grpo import MULTI_REWARD_ADVANTAGES, grpo_loss, reward_matrix
 from medzero_pl.grpo.config import GRPOConfig
 from medzero_pl.grpo.correction import importance_weights, sampler_mismatch
+from medzero_pl.grpo.dynamic_sampling import CapWatch, GroupCounts
 from medzero_pl.grpo.metrics import step_metrics
 from medzero_pl.model.forward import completion_logprobs_and_entropy, pack, pad_rows
 from medzero_pl.model.loading import ModelConfig, load_causal_lm, load_tokenizer, resolve_model
@@ -39,9 +47,14 @@ from medzero_pl.redaction import redact_secrets
 from medzero_pl.rewards import RewardOutput, RewardSpec, build_rewards
 from medzero_pl.rollout import Placement, RolloutConfig, build_engine
 from medzero_pl.rollout.base import RolloutEngine, Rollouts, SamplingParams, repeat_each
+from medzero_pl.rollout.dynamic import Batch, SampledGroups, ScoredGroups, sample_informative_groups
 from medzero_pl.strategies import begin_micro_batch, clip_and_step, prepare_reference, trained_dtype, unsharded_init
 
 RNG_KEY = "medzero_rng"
+log = logging.getLogger(__name__)
+# The step pulls its own batches (one, or more under dynamic sampling) and counts them in `data_position`; Lightning
+# calls this step flavour experimental and warns on every run.
+warnings.filterwarnings("ignore", message=".*`dataloader_iter`.*", category=UserWarning)
 
 
 class GRPOModule(LightningModule):
@@ -84,6 +97,16 @@ class GRPOModule(LightningModule):
         self.engine: RolloutEngine | None = None
         self.grpo_step = 0
         """GRPO steps trained (generation batches), saved in checkpoints: the run's one step counter."""
+        self.data_position = 0
+        """Batches drawn from the data stream, saved in checkpoints; the stream resumes here. Equal to `grpo_step`
+        unless `grpo.dynamic_sampling` draws extra batches."""
+        self._cap_watch = CapWatch(self.grpo.dynamic_sampling.warn_after)
+        metric = self.grpo.dynamic_sampling.metric
+        if self.grpo.dynamic_sampling.enable and metric != "total" and metric not in self.reward_set.names:
+            raise ConfigError(
+                f"grpo.dynamic_sampling.metric={metric!r}: expected total or one of the run's rewards "
+                f"({', '.join(self.reward_set.names)})"
+            )
 
     # ----------------------------------------------------------------------------------------- setup
     def configure_model(self) -> None:
@@ -143,32 +166,75 @@ class GRPOModule(LightningModule):
         return SamplingParams(g.max_completion_length, g.temperature, g.top_p, g.top_k, seed=None)
 
     # -------------------------------------------------------------------------------------- training
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+    def training_step(self, dataloader_iter: Iterator[tuple[Batch, int, int]]) -> dict[str, Any]:
         G = self.grpo.num_generations
-        t0 = time.perf_counter()
-        sampling = replace(self.sampling, seed=self._step_seed(self.grpo_step))
-        rollouts = self.engine.generate(batch["prompt_ids"], G, sampling)
+        seconds = {"generate": 0.0, "score": 0.0}
+        sampled = self._sample_groups(dataloader_iter, seconds)  # rollout -> reward (-> dynamic sampling)
+        rows, rollouts, scored = sampled.groups.rows, sampled.groups.rollouts, sampled.groups.scored
         self.engine.sleep()  # frees a vLLM engine's GPU memory while training (sleep mode only); no-op otherwise
-        t_gen = time.perf_counter()
 
-        rows = {key: repeat_each(values, G) for key, values in batch.items()}  # one row per completion, prompt-major
-        scored = self.reward_set.score(rows, rollouts.texts, rollouts.completion_ids)
+        t_advantage = time.perf_counter()
         rewards = torch.tensor(scored.total, dtype=torch.float32)
         advantages, zero_std = self._group_advantages(scored)
-        t_score = time.perf_counter()
+        t_train = time.perf_counter()
+        seconds["score"] += t_train - t_advantage
 
         inputs = self._pack(rows["prompt_ids"], rollouts)
         train_metrics = self._optimise(inputs, advantages.to(self.device))
-        t_end = time.perf_counter()
+        seconds["train"] = time.perf_counter() - t_train
         self.grpo_step += 1
 
-        seconds = {"generate": t_gen - t0, "score": t_score - t_gen, "train": t_end - t_score}
         lengths = inputs["completion_mask"].sum(1)
-        metrics = step_metrics(rewards, G, zero_std, lengths, scored.per_function, seconds) | train_metrics
+        metrics = (
+            step_metrics(rewards, G, zero_std, lengths, scored.per_function, seconds, scored.metrics) | train_metrics
+        )
         metrics = {name: value.float().to(self.device) for name, value in metrics.items()}
         self.log("reward", metrics.pop("reward"), prog_bar=True, batch_size=len(rollouts), sync_dist=True)
         self.log_dict(metrics, batch_size=len(rollouts), sync_dist=True)
+        if self.grpo.dynamic_sampling.enable:  # counts already summed over ranks
+            self.log_dict(sampling_metrics(sampled), batch_size=len(rollouts))
         return step_outputs(rows, G, rollouts, scored, advantages)
+
+    def _next_batch(self, dataloader_iter: Iterator[tuple[Batch, int, int]]) -> Batch:
+        """The data stream's next batch (this rank's share), counted in `data_position`."""
+        batch, _, _ = next(dataloader_iter)
+        self.data_position += 1
+        return batch
+
+    def _sample_groups(
+        self, dataloader_iter: Iterator[tuple[Batch, int, int]], seconds: dict[str, float]
+    ) -> SampledGroups:
+        """One batch's scored groups; under `grpo.dynamic_sampling`, its informative groups, drawing more batches."""
+        first = self._next_batch(dataloader_iter)
+        G, dynamic = self.grpo.num_generations, self.grpo.dynamic_sampling
+
+        def rollout(batch: Batch, draw: int) -> ScoredGroups:
+            t0 = time.perf_counter()
+            sampling = replace(self.sampling, seed=self._step_seed(self.grpo_step, draw))
+            rollouts = self.engine.generate(batch["prompt_ids"], G, sampling)
+            t1 = time.perf_counter()
+            rows = {key: repeat_each(values, G) for key, values in batch.items()}  # one row per completion
+            scored = self.reward_set.score(rows, rollouts.texts, rollouts.completion_ids)
+            seconds["generate"] += t1 - t0
+            seconds["score"] += time.perf_counter() - t1
+            return ScoredGroups(rows, rollouts, scored)
+
+        if not dynamic.enable:
+            groups = rollout(first, 0)
+            return SampledGroups(groups, GroupCounts(), draws=1, cap_hit=False)
+        sampled = sample_informative_groups(
+            first,
+            lambda: self._next_batch(dataloader_iter),
+            rollout,
+            lambda counts: self.all_gather(counts.to(self.device)).reshape(-1, counts.numel()).cpu(),
+            group_size=G,
+            metric=dynamic.metric,
+            max_extra_draws=dynamic.max_extra_draws,
+            correct_at=dynamic.correct_at,
+        )
+        if (warning := self._cap_watch.update(sampled.cap_hit, sampled.counts)) and self.global_rank == 0:
+            log.warning(warning)
+        return sampled
 
     def _group_advantages(self, scored: RewardOutput) -> tuple[torch.Tensor, torch.Tensor]:
         """This rank's advantages `(B,)` and zero-std flags `(B / G,)`, computed over every rank's per-reward scores
@@ -289,9 +355,10 @@ class GRPOModule(LightningModule):
             packed["sampler_logp"] = pad_rows(rollouts.logprobs, 0.0, width=width, dtype=torch.float32)[0]
         return {name: tensor.to(self.device) for name, tensor in packed.items()}
 
-    def _step_seed(self, step: int) -> int:
-        """Generation seed of a step: a function of (seed, step) only, so a resumed run samples the same."""
-        return (self.seed * 1_000_003 + step) % (2**31 - 1)
+    def _step_seed(self, step: int, draw: int = 0) -> int:
+        """Generation seed of a step's `draw`-th batch: a function of (seed, step, draw) only, so a resumed run
+        samples the same."""
+        return (self.seed * 1_000_003 + step + draw * 7_919_131) % (2**31 - 1)
 
     # ------------------------------------------------------------------------------------ validation
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
@@ -315,6 +382,7 @@ class GRPOModule(LightningModule):
             "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
             "python": random.getstate(),
             "grpo_step": self.grpo_step,
+            "data_position": self.data_position,
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -326,6 +394,22 @@ class GRPOModule(LightningModule):
         np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
         random.setstate(state["python"])
         self.grpo_step = state["grpo_step"] if "grpo_step" in state else state["batches_trained"]  # an older save
+        self.data_position = state.get("data_position", self.grpo_step)  # saved before dynamic sampling: one each
+
+
+def sampling_metrics(sampled: SampledGroups) -> dict[str, float]:
+    """Dynamic sampling's per-step counts, summed over ranks, under `dynamic_sampling/`: `groups_drawn`,
+    `groups_kept` (informative groups found, before keeping the step's share), `all_correct`, `all_wrong`, `draws`
+    (batches drawn) and `cap_hit` (1 when the cap stopped the search)."""
+    c = sampled.counts
+    return {
+        "dynamic_sampling/groups_drawn": float(c.drawn),
+        "dynamic_sampling/groups_kept": float(c.kept),
+        "dynamic_sampling/all_correct": float(c.all_correct),
+        "dynamic_sampling/all_wrong": float(c.all_wrong),
+        "dynamic_sampling/draws": float(sampled.draws),
+        "dynamic_sampling/cap_hit": float(sampled.cap_hit),
+    }
 
 
 def step_outputs(

@@ -25,7 +25,13 @@ from lightning.pytorch import Callback, LightningDataModule, LightningModule, Tr
 from lightning.pytorch.callbacks import LearningRateMonitor, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, Logger
 
-from medzero_pl.callbacks.checkpointing import AtomicCheckpointIO, LastCheckpoint, remove_stale_temporaries
+from medzero_pl.callbacks.checkpointing import (
+    AtomicCheckpointIO,
+    BestCheckpoint,
+    CheckpointConfig,
+    LastCheckpoint,
+    remove_stale_temporaries,
+)
 from medzero_pl.callbacks.evaluation import Evaluation
 from medzero_pl.callbacks.language import LanguageMixing
 from medzero_pl.callbacks.samples import CompletionSamples
@@ -65,6 +71,7 @@ class MedZeroTrainer(Trainer):
         checkpoint_every_n_steps: Interval of the atomic `last.ckpt`.
         logging: W&B mode and project, completions written per step.
         evaluation: Benchmarks evaluated every N steps and on `validate` (none by default).
+        checkpointing: `checkpoint.*`: the metric `best.ckpt` is kept by (none by default).
         overwrite: Start afresh even if `run_dir` already holds a run's checkpoint.
         resume_allow_changes: Resume even if settings that alter the data stream or objective changed.
         callbacks: Extra callbacks, after the run's own.
@@ -79,6 +86,7 @@ class MedZeroTrainer(Trainer):
         checkpoint_every_n_steps: int = 5,
         logging: LoggingConfig | None = None,
         evaluation: EvalConfig | None = None,
+        checkpointing: CheckpointConfig | None = None,
         enable_progress_bar: bool = True,
         overwrite: bool = False,
         resume_allow_changes: bool = False,
@@ -97,10 +105,14 @@ class MedZeroTrainer(Trainer):
             raise ConfigError(f"trainer.max_steps={max_steps}: expected at least 1 (GRPO steps to train)")
         logging = LoggingConfig(**logging) if isinstance(logging, dict) else logging or LoggingConfig()
         evaluation = EvalConfig(**evaluation) if isinstance(evaluation, dict) else evaluation or EvalConfig()
+        if isinstance(checkpointing, dict):
+            checkpointing = CheckpointConfig(**checkpointing)
+        checkpointing = checkpointing or CheckpointConfig()
         self.max_grpo_steps = max_steps
         self.run_dir = Path(run_dir)
         self.logging_config = logging
         self.eval_config = evaluation
+        self.checkpoint_config = checkpointing
         self.overwrite = overwrite
         self.resume_allow_changes = resume_allow_changes
         self.settings = {
@@ -110,6 +122,7 @@ class MedZeroTrainer(Trainer):
             "enable_progress_bar": enable_progress_bar,
             "logging": dataclasses.asdict(logging),
             "evaluation": dataclasses.asdict(evaluation),
+            "checkpointing": dataclasses.asdict(checkpointing),
             **{k: v for k, v in kwargs.items() if k in TRAINER_FIELDS or v != defaults.get(k)},
         }
         self.checkpoint = LastCheckpoint(self.run_dir / "checkpoints", every_n_steps=checkpoint_every_n_steps)
@@ -222,6 +235,9 @@ def run_callbacks(trainer: MedZeroTrainer, progress_bar: bool) -> list[Callback]
         callbacks.append(CompletionSamples(trainer.run_dir / "completions.jsonl", per_step=per_step))
     if trainer.eval_config.benchmarks:
         callbacks.append(Evaluation(trainer.eval_config))
+    best = trainer.checkpoint_config
+    if best.best_metric:  # after the evaluation it reads
+        callbacks.append(BestCheckpoint(best.best_metric, best.best_mode, trainer.run_dir / "checkpoints"))
     if progress_bar:
         callbacks.append(StepProgressBar())
     return callbacks
@@ -296,6 +312,7 @@ def trainer_arguments(cfg: Config) -> dict[str, Any]:
         "run_dir": cfg.run_dir,
         "logging": dataclasses.asdict(cfg.logging),
         "evaluation": dataclasses.asdict(cfg.eval),
+        "checkpointing": dataclasses.asdict(cfg.checkpoint),
     }
 
 
@@ -316,6 +333,7 @@ def config_of(trainer: MedZeroTrainer, module: Any, datamodule: Any) -> Config:
     settings = dict(trainer.settings)
     logging_config = LoggingConfig(**settings.pop("logging"))
     eval_config = EvalConfig(**settings.pop("evaluation"))
+    checkpoint_config = CheckpointConfig(**settings.pop("checkpointing"))
     run_dir = settings.pop("run_dir")
     own = {k: settings.pop(k) for k in TRAINER_FIELDS if k in settings}
     settings.pop("check_val_every_n_epoch", None)
@@ -329,6 +347,7 @@ def config_of(trainer: MedZeroTrainer, module: Any, datamodule: Any) -> Config:
         trainer=TrainerConfig(**own, lightning=settings),
         logging=logging_config,
         eval=eval_config,
+        checkpoint=checkpoint_config,
         rollout=module.rollout_config,
         run_dir=run_dir,
         seed=module.seed,

@@ -31,6 +31,7 @@ from medzero_pl.pickles import check_sharded_checkpoint, load_shard
 log = logging.getLogger(__name__)
 LAST = "last.ckpt"
 PREVIOUS = "previous.ckpt"
+BEST = "best.ckpt"
 LOCK = ".medzero.lock"
 
 # A shard of a sharded DeepSpeed checkpoint, one (or two: model and optimizer states) per data-parallel rank; the name

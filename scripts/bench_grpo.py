@@ -17,7 +17,8 @@ divides the phase's model FLOPs by this machine's measured matmul rate, so the d
     python scripts/bench_grpo.py --quick                         # tiny random model, seconds: checks the harness only
 
 Same setting for both trainers: model, the first `--prompts` questions of `--data` rendered with the open-medical-r1
-prompt (every step trains on the same prompts, so steps differ only by what is sampled), G, completion length,
+prompt (every step trains on the same prompts, so steps differ only by what is sampled; `--pool N` draws the P prompts
+of each step from the first N questions instead), G, completion length,
 temperature, seed, dtype, beta, loss type, mu, learning rate, micro-batch (`--micro-batch`, default the largest
 divisor of P x G up to 8 rows, which bounds activation memory), gradient checkpointing off unless
 `--gradient-checkpointing`, rewards = the `mcq` preset (the same functions for both).
@@ -39,6 +40,13 @@ s on CPU) is reported as start-up, not as part of a step.
 Fixed length (`--fixed-length`) suppresses every stop token until --max-new-tokens, from outside the engines: HF
 `min_new_tokens` (both trainers), vLLM `min_tokens` (medzero_pl: set on each request's `vllm.SamplingParams` on the
 way into `LLM.generate`; TRL: `generation_kwargs`). `--rollout-only` is always fixed length.
+
+Informative completions per hour: completions in groups whose advantages are not all 0 (medzero_pl: read from the
+advantages the step trained on; TRL: groups whose total rewards differ), per hour of step wall time. The figure that
+dynamic sampling (`--dynamic-sampling`, medzero_pl only: `grpo.dynamic_sampling` with metric mcq_accuracy; give it a
+`--pool` to draw from) is meant to raise:
+
+    python scripts/bench_grpo.py --prompts 2 --generations 8 --max-new-tokens 128 --pool 64 --steps 20 --dynamic-sampling
 
 Phases. medzero_pl: the engine's `generate` call, the reward call, the rest of the step (forward/backward/optimizer;
 includes the reference forward when beta > 0), and the engine's `update_weights` (called by `WeightSync` only; it
@@ -91,6 +99,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--data", default=str(DEFAULT_DATA), help="MedQA JSONL; the first --prompts questions are used")
     p.add_argument("--prompts", type=int, default=2, help="prompts per step (P)")
+    p.add_argument(
+        "--pool", type=int, default=None, help="questions both trainers draw from (default: the P prompts, every step)"
+    )
+    p.add_argument(
+        "--dynamic-sampling",
+        action="store_true",
+        help="medzero_pl: grpo.dynamic_sampling on (metric mcq_accuracy): keep informative groups, draw more prompts",
+    )
     p.add_argument("--generations", type=int, default=4, help="completions per prompt (G)")
     p.add_argument("--max-new-tokens", type=int, default=64, help="completion length limit")
     p.add_argument("--steps", type=int, default=3, help="GRPO steps per run (K); the first is excluded from medians")
@@ -172,7 +188,8 @@ def prepare(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         data = write_toy_questions(workdir / "toy.jsonl")
     needed = max(args.prompts, max(int(b) for b in args.batch_sizes.split(",")) // args.generations)
     lines = [line for line in data.read_text().splitlines() if line.strip()]
-    (workdir / "prompts.jsonl").write_text("\n".join(lines[: args.prompts]) + "\n")  # every step: these P prompts
+    pool = args.pool or args.prompts  # by default every step trains on these P prompts
+    (workdir / "prompts.jsonl").write_text("\n".join(lines[:pool]) + "\n")
     (workdir / "rollout_prompts.jsonl").write_text("\n".join(lines[:needed]) + "\n")
     return {
         "model": model,
@@ -333,6 +350,11 @@ def run_medzero(args: argparse.Namespace, prepared: dict[str, Any], workdir: Pat
         f"grpo.micro_batch_size={args.micro_batch}",
         f"grpo.shared_prompt_forward={str(not args.no_shared_prompt).lower()}",
         f"grpo.fused_lm_head={str(not args.no_fused_head).lower()}",
+        *(
+            ["grpo.dynamic_sampling.enable=true", "grpo.dynamic_sampling.metric=mcq_accuracy"]
+            if args.dynamic_sampling
+            else []
+        ),
         f"model.dtype={args.dtype}",
         f"model.gradient_checkpointing={str(args.gradient_checkpointing).lower()}",
         f"optim.lr={args.lr}",
@@ -370,8 +392,11 @@ def run_medzero(args: argparse.Namespace, prepared: dict[str, Any], workdir: Pat
                 clock.startup = time.perf_counter() - started
             clock.begin()
 
-        def on_train_batch_end(self, *a) -> None:
+        def on_train_batch_end(self, trainer, pl_module, outputs, *a) -> None:
             clock.end()
+            advantages = outputs["advantages"]
+            groups = [advantages[i : i + args.generations] for i in range(0, len(advantages), args.generations)]
+            clock.steps[-1]["informative"] = sum(len(g) for g in groups if any(a != 0 for a in g))
 
     trainer.callbacks.insert(0, Timing())
     trainer.fit(module, datamodule=datamodule)
@@ -393,6 +418,7 @@ def run_trl(args: argparse.Namespace, prepared: dict[str, Any], workdir: Path) -
 
     from medzero_pl.config import compose
     from medzero_pl.data.prompts import render_messages
+    from medzero_pl.grpo.dynamic_sampling import spread_groups
     from medzero_pl.model.loading import load_causal_lm
     from medzero_pl.rewards import build_rewards
 
@@ -480,7 +506,13 @@ def run_trl(args: argparse.Namespace, prepared: dict[str, Any], workdir: Path) -
         clock.lengths[1].extend(len(c) for c in out[0])
 
     trainer._generate_single_turn = clock.wrap("generate", trainer._generate_single_turn, record)
-    trainer._calculate_rewards = clock.wrap("score", trainer._calculate_rewards)
+    informative: list[int] = []
+
+    def count_informative(a, out):  # (N, 1): the one reward function below returns medzero_pl's weighted totals
+        totals = out.float().cpu().nansum(dim=1)
+        informative.append(int(spread_groups(totals, args.generations).sum()) * args.generations)
+
+    trainer._calculate_rewards = clock.wrap("score", trainer._calculate_rewards, count_informative)
     if getattr(trainer, "vllm_generation", None) is not None:
         trainer.vllm_generation.sync_weights = clock.wrap("sync", trainer.vllm_generation.sync_weights)
 
@@ -506,6 +538,7 @@ def run_trl(args: argparse.Namespace, prepared: dict[str, Any], workdir: Path) -
         steps.append(
             merged
             | {"prompt_lengths": chunk[0]["prompt_lengths"], "completion_lengths": chunk[0]["completion_lengths"]}
+            | {"informative": informative[i // args.mu]}  # TRL scores once per generation batch
         )
     sampler = getattr(trainer, "vllm_generation", None)
     return {
@@ -792,6 +825,7 @@ def summarise(
         "engine": runs[0].get("engine", "hf"),
         "engine_dtype": runs[0].get("engine_dtype", ""),
         "tokens_per_second": sum(tokens) / sum(s["step_time"] for s in steps),
+        "informative_per_hour": 3600 * sum(s.get("informative", 0) for s in steps) / sum(s["step_time"] for s in steps),
         "mean_completion_length": statistics.mean(c for s in steps for c in s["completion_lengths"]),
         "mean_prompt_length": statistics.mean(p for s in steps for p in s["prompt_lengths"]),
         "flop_limit_generate": statistics.median(f[0] for f in flops) / (rate * 1e9),
@@ -814,6 +848,7 @@ ROWS = [  # (label, summary key, format)
     ("  per round (s)", "rounds", "step_time"),
     ("completion tokens/s", "tokens_per_second", "{:.2f}"),
     ("  per round", "rounds", "tokens_per_second"),
+    ("informative completions/hour", "informative_per_hour", "{:.0f}"),
     ("mean completion length", "mean_completion_length", "{:.1f}"),
     ("mean prompt length", "mean_prompt_length", "{:.1f}"),
     ("generation (s)", "generate", "{:.2f}"),

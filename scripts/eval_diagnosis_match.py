@@ -3,6 +3,10 @@
 python scripts/eval_diagnosis_match.py                  # scripts/data/diagnosis_pairs.jsonl, ../shared/data
 python scripts/eval_diagnosis_match.py --errors         # also list the misclassified held-out pairs
 
+With the hypernym file, a third mode is measured: "rubric", the diagnosis_rubric preset (fuzzy, with credit 1.0 for a
+subtype of the gold and 0.5 for a narrow Orphanet parent); every mode is also scored against the judge's rubric,
+where a subtype (the "narrower" pairs) is the diagnosis made (calibration.rubric_full; docs/rewards.md).
+
 "Full credit" is a score of 1.0 (see medzero_pl/rewards/diagnosis/calibration.py for what the labels mean). The fuzzy
 threshold is chosen on the calibration split (the lowest with no undeserved full credit there) and reported on the held-out
 split; diagnosis_zero has no free parameter (the seed's 0.8). The last table counts Orphanet sibling pairs (both
@@ -20,6 +24,7 @@ from medzero_pl.rewards.diagnosis.calibration import (
     confusion,
     orphanet_siblings,
     read_pairs,
+    rubric_full,
     scorer,
     siblings_with_full_credit,
 )
@@ -45,12 +50,16 @@ def main() -> None:
         f"fuzzy threshold calibrated on the calibration split: {threshold} (precision 1 from {window[0]} to {window[-1]})"
     )
     modes = {"diagnosis_zero": scorer("diagnosis_zero"), "fuzzy": scorer("fuzzy", threshold=threshold)}
+    if args.hypernyms.exists():
+        modes["rubric"] = scorer("fuzzy", threshold=threshold, hypernym_path=args.hypernyms, narrower_credit=1.0)
 
-    print(f"\n{'mode':<16}{'split':<13}{'TP':>5}{'FP':>5}{'FN':>5}{'TN':>5}{'precision':>11}{'recall':>8}")
-    for mode, score in modes.items():
-        for name, rows in split.items():
-            c = confusion(score, rows)
-            print(f"{mode:<16}{name:<13}{c.tp:>5}{c.fp:>5}{c.fn:>5}{c.tn:>5}{c.precision:>11.3f}{c.recall:>8.3f}")
+    for title, label in (("labels as written", None), ("the judge's rubric (a subtype is the diagnosis)", rubric_full)):
+        print(f"\nagainst {title}:")
+        print(f"{'mode':<16}{'split':<13}{'TP':>5}{'FP':>5}{'FN':>5}{'TN':>5}{'precision':>11}{'recall':>8}")
+        for mode, score in modes.items():
+            for name, rows in split.items():
+                c = confusion(score, rows, label)
+                print(f"{mode:<16}{name:<13}{c.tp:>5}{c.fp:>5}{c.fn:>5}{c.tn:>5}{c.precision:>11.3f}{c.recall:>8.3f}")
 
     print("\nfull credit by kind (held-out), given / pairs:")
     kinds = sorted({p.kind.split(":")[0] for p in split["heldout"]})

@@ -221,6 +221,13 @@ def test_quick_run_reports_every_phase_for_medzero(tmp_path):
     assert summary["flop_limit_generate"] > 0 and summary["read_limit_generate"] > 0 and summary["limit_train"] > 0
     assert summary["steps_measured"] == 1  # --quick: 2 steps, the first excluded
     assert "| median step (s) |" in stdout and "matmul rate:" in stdout and "read bandwidth:" in stdout
+    assert summary["informative_per_hour"] >= 0 and "| informative completions/hour |" in stdout
+
+
+@pytest.mark.slow
+def test_quick_run_with_dynamic_sampling_counts_informative_completions(tmp_path):
+    _, report = _run("--trainers", "medzero", "--threads", "1", "--pool", "16", "--dynamic-sampling", tmp_path=tmp_path)
+    assert report["summaries"]["medzero"]["informative_per_hour"] >= 0
 
 
 @pytest.mark.slow

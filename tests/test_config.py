@@ -260,3 +260,11 @@ def test_weights_stepped_in_half_precision_without_a_float32_copy_are_refused_in
 )
 def test_precisions_that_keep_float32_weights_for_the_optimizer_are_accepted(overrides):
     compose(overrides)
+
+
+def test_dynamic_sampling_settings_compose_and_a_negative_cap_is_refused():
+    cfg = compose(["grpo.dynamic_sampling.enable=true", "grpo.dynamic_sampling.max_extra_draws=2"])
+    assert cfg.grpo.dynamic_sampling.enable and cfg.grpo.dynamic_sampling.max_extra_draws == 2
+    assert not compose([]).grpo.dynamic_sampling.enable  # off by default
+    with pytest.raises(ConfigError, match=r"grpo.dynamic_sampling.max_extra_draws=-1: expected >= 0"):
+        compose(["grpo.dynamic_sampling.max_extra_draws=-1"])

@@ -77,13 +77,13 @@ def test_batches_carry_prompt_ids_text_and_every_gold_field(tiny_dir):
     assert "Answer Choices: (A)" in batch["prompts"][0]
 
 
-def test_the_stream_resumes_at_the_grpo_step_the_module_restored(tiny_dir):
+def test_the_stream_resumes_at_the_data_position_the_module_restored(tiny_dir):
     dm = demo_module(tiny_dir)
     dm.setup("fit")
     stream = iter(dm.train_dataloader())
     batches = take(stream, 5)
     restored = demo_module(tiny_dir)
-    restored.trainer = SimpleNamespace(lightning_module=SimpleNamespace(grpo_step=3), global_rank=0, world_size=1)
+    restored.trainer = SimpleNamespace(lightning_module=SimpleNamespace(data_position=3), global_rank=0, world_size=1)
     restored.setup("fit")
     assert next(iter(restored.train_dataloader()))["id"] == batches[3]["id"]
 
@@ -123,3 +123,25 @@ def test_a_training_set_made_only_of_held_out_questions_is_an_error(tiny_dir):
     )
     with pytest.raises(DataFormatError, match="every training question is an evaluation item"):
         dm.setup("fit")
+
+
+def test_measured_pass_rates_filter_the_training_questions_without_touching_the_data(tiny_dir, tmp_path):
+    from medzero_pl.data.difficulty import write_pass_rates
+
+    everything = demo_module(tiny_dir)
+    everything.setup("fit")
+    source = resolve_path("medzero_pl:data/demo/medqa_demo.jsonl")
+    before = source.read_bytes()
+    rates = [
+        {"source": item["source"], "id": item["id"], "pass_rate": (i % 4) / 3}
+        for i, item in enumerate(everything.train_items)
+    ]
+    path = write_pass_rates(tmp_path / "pass_rates.jsonl", rates)
+    band = demo_module(tiny_dir, pass_rates=str(path), pass_rate_range=[0.2, 0.8])
+    band.setup("fit")
+    kept = {r["id"] for r in rates if 0.2 <= r["pass_rate"] <= 0.8}
+    assert {item["id"] for item in band.train_items} == kept and 0 < len(kept) < len(rates)
+    assert source.read_bytes() == before
+    assert DataConfig(pass_rate_range=[0.1, 0.9]).problems() == [
+        "pass_rate_range=[0.1, 0.9]: expected null unless data.pass_rates names a measured pass-rate file"
+    ]

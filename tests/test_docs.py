@@ -8,9 +8,10 @@ A fenced block tagged ``bash``, ``sh``, ``shell`` or ``console``, or not tagged 
   ``--help`` prints the field list.
 - ``python -m medzero_pl.plan key=value ... [--gpu NAME|GIB]``: the overrides compose and ``--gpu`` parses.
 - ``python -m medzero_pl fit|validate ...`` (the LightningCLI): its arguments parse, config file included.
-- ``python -m medzero_pl.eval ...``, ``python -m medzero_pl.export ...`` and ``python -m medzero_pl.serve ...``: the
-  arguments parse; the benchmarks given to eval exist. ``python -m medzero_pl.server_layout ...``: its two commands
-  are planned as ``--dry-run`` does on a 4-GPU node.
+- ``python -m medzero_pl.eval ...``, ``python -m medzero_pl.export ...``, ``python -m medzero_pl.serve ...`` and
+  ``python -m medzero_pl.difficulty ...``: the arguments parse (the difficulty command's overrides compose); the
+  benchmarks given to eval exist. ``python -m medzero_pl.server_layout ...``: its two commands are planned as
+  ``--dry-run`` does on a 4-GPU node.
 - ``python scripts/<name>.py ...``: the script exists; with argparse, ``--help`` exits 0 and the arguments parse;
   without, ``--help`` prints its docstring.
 - ``scripts/<name>.sh`` and ``.sbatch`` (also under ``sbatch``): the script exists and ``bash -n`` passes; one that
@@ -265,6 +266,16 @@ def check_export(args: list[str], workdir: Path) -> None:
     parse(lambda: main(args))
 
 
+def check_difficulty(args: list[str], workdir: Path) -> None:
+    from medzero_pl.difficulty import parse_args
+
+    namespace = parse(lambda: parse_args(args), stop_after_argparse=False)
+    try:
+        compose(namespace.overrides if namespace else [])
+    except UserError as err:
+        raise Refused(f"error: {err}") from None
+
+
 def check_serve(args: list[str], workdir: Path) -> None:
     from medzero_pl.serve import parse_args
 
@@ -303,6 +314,7 @@ MODULE_CHECKS: dict[str, Callable[[list[str], Path], None]] = {
     "medzero_pl": check_lightning_cli,
     "medzero_pl.eval": check_eval,
     "medzero_pl.export": check_export,
+    "medzero_pl.difficulty": check_difficulty,
     "medzero_pl.serve": check_serve,
     "medzero_pl.server_layout": check_server_layout,
     "pytest": check_pytest,

@@ -3,6 +3,7 @@ and `resume=auto` continues in both cases."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.callbacks.test_best_checkpoint import val_rewards
 from tests.toy_task import toy_overrides
 
 pytestmark = pytest.mark.slow
@@ -82,3 +84,23 @@ def test_sigkill_mid_run_resumes_from_the_last_periodic_checkpoint(toy, tmp_path
     resumed = start([*overrides, f"trainer.max_steps={stopped_at + 1}", "resume=auto"])
     assert resumed.wait(timeout=300) == 0, resumed.stderr.read()[-2000:]
     assert saved_step(last) == stopped_at + 1
+
+
+def test_best_ckpt_survives_sigterm_and_resume(toy, tmp_path):
+    best = {"data.val_fraction": 0.25, "trainer.val_check_interval": 1, "checkpoint.best_metric": "val/reward"}
+    overrides = run_overrides(
+        toy, tmp_path, **{"trainer.max_steps": 10_000, "trainer.checkpoint_every_n_steps": 10_000, **best}
+    )
+    proc = start(overrides)
+    wait_for_steps(tmp_path / "completions.jsonl", 3, proc)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == 128 + signal.SIGTERM
+    stopped_at = saved_step(tmp_path / "checkpoints" / "last.ckpt")
+    before = json.loads((tmp_path / "checkpoints" / "best.json").read_text())
+
+    resumed = start([*overrides, f"trainer.max_steps={stopped_at + 3}", "resume=auto"])
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read()[-2000:]
+    after = json.loads((tmp_path / "checkpoints" / "best.json").read_text())
+    history = [v for _, v in val_rewards(tmp_path)]  # both sessions' validations
+    assert after["score"] >= before["score"] and after["score"] == pytest.approx(max(history))
+    assert saved_step(tmp_path / "checkpoints" / "best.ckpt") == after["step"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 from dataclasses import replace
 
 import pytest
@@ -13,6 +14,8 @@ from medzero_pl.config import compose
 from medzero_pl.fit import build, main
 from medzero_pl.grpo import normalize_then_sum, reward_matrix
 from medzero_pl.model.loading import load_causal_lm
+from medzero_pl.rollout.base import Rollouts
+from tests.fake_judge import FakeServer
 from tests.strategies.grpo_run import ScriptedEngine
 from tests.toy_task import toy_overrides
 
@@ -229,3 +232,120 @@ def test_bf16_mixed_keeps_float32_weights_so_an_update_below_bf16_spacing_lands_
     assert full_update.abs().max() < 1e-5  # the update is far below bf16's spacing at these weights
     cosine = torch.nn.functional.cosine_similarity(mixed_update, full_update, dim=0)
     assert cosine > 0.98 and 0.95 < mixed_update.norm() / full_update.norm() < 1.05, (cosine, mixed_update.norm())
+
+
+class RecordSampling(RecordRewards):
+    def __init__(self, stop_after: int | None = None) -> None:
+        super().__init__(stop_after)
+        self.draws: list[float] = []
+        self.positions: list[int] = []
+
+    def on_train_batch_end(self, trainer, pl_module, *args) -> None:
+        self.draws.append(trainer.callback_metrics["dynamic_sampling/draws"].item())
+        self.positions.append(pl_module.data_position)
+        super().on_train_batch_end(trainer, pl_module, *args)
+
+
+@pytest.mark.slow
+def test_dynamic_sampling_draws_more_prompts_and_resumes_at_the_same_data_position(toy, tmp_path):
+    # The sparse reward (does the completion open with the gold letter?) leaves most groups of the random model
+    # without a spread, so steps draw extra batches; a resume must continue the stream after them.
+    common = {
+        "trainer.max_steps": 4,
+        "trainer.checkpoint_every_n_steps": 1,
+        "rewards": "[{name: 'tests.toy_task:letter_share'}, {name: 'tests.toy_task:opens_with_letter'}]",
+        "grpo.dynamic_sampling.enable": "true",
+        "grpo.dynamic_sampling.metric": "opens_with_letter",
+        "grpo.dynamic_sampling.max_extra_draws": 2,
+    }
+
+    def run_recorded(run_dir, stop_after=None, **extra):
+        cfg = compose(toy_overrides(toy, run_dir, **common, **extra))
+        trainer, module, datamodule = build(cfg)
+        recorder = RecordSampling(stop_after)
+        trainer.callbacks.append(recorder)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.resume)
+        return recorder, {k: v.clone() for k, v in module.policy.state_dict().items()}
+
+    straight, straight_weights = run_recorded(tmp_path / "straight")
+    assert max(straight.draws) > 1  # some step drew extra batches
+    assert straight.positions[-1] == sum(straight.draws) > 4  # the stream moved past one batch per step
+    first, _ = run_recorded(tmp_path / "resumed", stop_after=2)
+    second, resumed_weights = run_recorded(tmp_path / "resumed", resume="auto")
+    assert first.positions + second.positions == straight.positions
+    assert first.rewards + second.rewards == straight.rewards
+    for name, tensor in straight_weights.items():
+        assert torch.equal(tensor, resumed_weights[name]), name
+    with next((tmp_path / "straight").rglob("metrics.csv")).open() as f:
+        rows = list(csv.DictReader(f))
+    logged = {key for row in rows for key, value in row.items() if value}
+    assert {
+        "dynamic_sampling/groups_drawn",
+        "dynamic_sampling/groups_kept",
+        "dynamic_sampling/all_correct",
+        "dynamic_sampling/all_wrong",
+    } <= logged
+
+
+class ScriptedAnswers(Callback):
+    def on_fit_start(self, trainer, pl_module) -> None:
+        pl_module.engine = AnswersDiseases(pl_module.tokenizer)
+
+
+class AnswersDiseases:
+    """An engine whose completions answer, in the strict format, with one of a few disease names in turn."""
+
+    owns_weights = False
+    NAMES = ("Fabry disease", "Pompe disease", "Wilson disease", "Kawasaki disease")
+
+    def __init__(self, tokenizer) -> None:
+        self.tokenizer = tokenizer
+
+    def generate(self, prompt_ids, n, sampling):
+        texts = [
+            f"<think>.</think><answer>{self.NAMES[j % len(self.NAMES)]}</answer>" for _ in prompt_ids for j in range(n)
+        ]
+        ids = [self.tokenizer(t, add_special_tokens=False).input_ids + [self.tokenizer.eos_token_id] for t in texts]
+        return Rollouts(completion_ids=ids, texts=texts, finish_reasons=["stop"] * len(texts))
+
+    def update_weights(self, named_tensors) -> None:
+        """No weights: the completions are scripted."""
+
+    def sleep(self) -> None:
+        """Nothing to free."""
+
+
+def test_grpo_steps_on_rdc_cases_with_the_judge_reward_and_its_fallback(toy, tmp_path, shared_data):
+    def judge(body):  # 2 for the gold disease, else 0; garbage for every "Wilson disease"
+        gold, listed = body["messages"][1]["content"].split("\n\nPredicted diagnoses:\n1. ")
+        if listed.startswith("Wilson"):
+            return "not a verdict"
+        return "[2]" if listed.split()[0] in gold else "[0]"
+
+    with FakeServer(default=judge) as server:
+        judge_kwargs = f"{{base_url: '{server.url}', model: judge, cache_dir: '{tmp_path / 'judge'}', max_workers: 2}}"
+        overrides = [
+            f"model.name_or_path={toy['model']}",
+            "data=demo_diagnosis",
+            f"data.sources=[{{path: '{shared_data / 'rarearena' / 'RDC_synthetic.jsonl'}', format: rarearena}}]",
+            f"rewards=[{{name: diagnosis_judge, kwargs: {judge_kwargs}}}, {{name: strict_format, weight: 0.2}}]",
+            "rollout.engine=hf",
+            "data.max_prompt_length=1024",
+            "grpo.max_completion_length=64",
+            "grpo.num_generations=4",
+            "trainer.max_steps=3",
+            "trainer.enable_progress_bar=false",
+            "logging.wandb=disabled",
+            f"run_dir={tmp_path / 'run'}",
+        ]
+        trainer, module, datamodule = build(compose(overrides))
+        trainer.callbacks.append(ScriptedAnswers())  # the tiny random model writes no answer to judge
+        trainer.fit(module, datamodule=datamodule)
+    rows = list(csv.DictReader((tmp_path / "run" / "csv" / "version_0" / "metrics.csv").open()))
+    steps = [r for r in rows if r.get("rewards/diagnosis_judge/fallback_rate")]
+    assert len(steps) == 3 and server.requests
+    rates = [float(r["rewards/diagnosis_judge/fallback_rate"]) for r in steps]
+    assert rates == [0.25] * 3  # one answer in four is "Wilson disease", left unscored and matched instead
+    assert all(float(r["rewards/strict_format/mean"]) == 1.0 for r in steps)
+    means = [float(r["rewards/diagnosis_judge/mean"]) for r in steps]
+    assert all(0 <= m <= 1 for m in means) and all(math.isfinite(float(r["loss"])) for r in steps), means

@@ -1,4 +1,5 @@
-"""Crash-safe checkpoints: atomic writes that keep the previous save, and a checkpoint on SIGTERM/SIGINT.
+"""Crash-safe checkpoints: atomic writes that keep the previous save, a checkpoint on SIGTERM/SIGINT, and the best
+checkpoint by a held-out metric (`checkpoint.*`, :class:`CheckpointConfig`).
 
 Lightning's own `_atomic_save` stages the file in the system temp dir and moves it, which is a copy (not a rename)
 when the run directory is on another filesystem. Here the temp file sits next to the target and `os.replace`
@@ -10,19 +11,23 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import logging
+import math
 import os
 import shutil
 import signal
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.trainer.states import TrainerFn
 
-from medzero_pl.errors import UserError
-from medzero_pl.rundir import LAST, PREVIOUS
+from medzero_pl.errors import UserError, expect
+from medzero_pl.rundir import BEST, LAST, PREVIOUS
 
 log = logging.getLogger(__name__)
 LOW_SPACE_BYTES = 16 * 2**20
@@ -126,6 +131,109 @@ class LastCheckpoint(Callback):
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous.clear()
+
+
+@dataclass
+class CheckpointConfig:
+    """`checkpoint.*`: which checkpoint a run keeps besides `last.ckpt`."""
+
+    best_metric: str | None = None
+    """A held-out metric the run logs (`eval/<benchmark>/<scorer>/accuracy` with `eval.every_n_steps`, or
+    `val/reward` with `trainer.val_check_interval`); whenever it improves, `best.ckpt` is written beside `last.ckpt`.
+    None: no best.ckpt."""
+    best_mode: Literal["max", "min"] = "max"
+    """max: higher is better (an accuracy); min: lower is better."""
+
+    def problems(self) -> list[str]:
+        metric = self.best_metric
+        return [
+            *expect(
+                metric is None or metric.startswith(("eval/", "val/")),
+                "best_metric",
+                metric,
+                "a held-out metric: eval/<benchmark>/<scorer>/<name> or val/<name>",
+            ),
+            *expect(self.best_mode in ("max", "min"), "best_mode", self.best_mode, "max or min"),
+        ]
+
+
+class BestCheckpoint(Callback):
+    """Keep `best.ckpt`: the training state at the evaluation with the best `metric` so far.
+
+    The metric is read from `trainer.callback_metrics` after each step (the every-N-steps evaluation has run by then)
+    and after each validation inside `fit`; an unchanged value is never strictly better, so reading it again is
+    harmless. `best.ckpt` is written like `last.ckpt` (a full, resumable checkpoint through the run's atomic
+    checkpoint IO), then `best.json` beside it records its score and step. On resume the score comes from `best.json`
+    when it describes the same metric (it is newer than the callback state in `last.ckpt` when the best step came
+    after the last save), else from the restored state; so a worse evaluation after a resume never replaces it.
+    """
+
+    def __init__(self, metric: str, mode: str = "max", dirpath: str | Path | None = None) -> None:
+        if mode not in ("max", "min"):
+            raise ValueError(f"mode={mode!r}: expected max or min")
+        self.metric, self.mode = metric, mode
+        self.path = Path(dirpath) / BEST if dirpath is not None else None
+        self.score: float | None = None
+        self.step: int | None = None
+        self._seen = False
+
+    @property
+    def record(self) -> Path:
+        assert self.path is not None
+        return self.path.with_suffix(".json")
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if self.path is None:
+            self.path = Path(trainer.default_root_dir) / "checkpoints" / BEST
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"metric": self.metric, "mode": self.mode, "score": self.score, "step": self.step}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if (state_dict.get("metric"), state_dict.get("mode")) == (self.metric, self.mode):
+            self.score, self.step = state_dict.get("score"), state_dict.get("step")
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if pl_module.grpo_step == 0:
+            return  # a fresh run: an older best.ckpt in run_dir is replaced at the first evaluation
+        try:
+            record = json.loads(self.record.read_text())
+        except (OSError, ValueError):
+            return
+        if isinstance(record, dict) and (record.get("metric"), record.get("mode")) == (self.metric, self.mode):
+            self.score, self.step = record.get("score"), record.get("step")
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: Any) -> None:
+        self._consider(trainer, pl_module)
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.state.fn == TrainerFn.FITTING:  # a validation inside fit; `validate` alone trains nothing
+            self._consider(trainer, pl_module)
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not self._seen and self.score is None:
+            log.warning("checkpoint.best_metric=%s was never logged: no %s written", self.metric, BEST)
+
+    def _consider(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        value = trainer.callback_metrics.get(self.metric)
+        if value is None:
+            return
+        self._seen = True
+        value = float(value)
+        if math.isnan(value) or not is_better(value, self.score, self.mode):
+            return
+        self.score, self.step = value, pl_module.grpo_step
+        trainer.save_checkpoint(self.path, weights_only=False)  # full state: resumable, exportable
+        if trainer.is_global_zero:
+            tmp = self.record.with_name(f"{self.record.name}.tmp{os.getpid()}")
+            tmp.write_text(json.dumps(self.state_dict()))
+            os.replace(tmp, self.record)
+        log.info("%s: %s=%.4g at step %d", BEST, self.metric, value, self.step)
+
+
+def is_better(value: float, best: float | None, mode: str) -> bool:
+    """Strictly better than the best so far (anything is better than nothing)."""
+    return best is None or (value > best if mode == "max" else value < best)
 
 
 STALE_TEMPORARIES = ("*.ckpt.tmp*", "*.ckpt-step*.tmp", ".*.ckpt.link-*")

@@ -4,7 +4,8 @@ Logs ``eval/<benchmark>/<scorer>/{accuracy,format_rate,...}`` and ``eval/<benchm
 truncated_rate}`` (see :mod:`medzero_pl.eval.runner`). Generation goes through the module's public surface
 (``engine`` and ``tokenizer``); an engine with its own weights (vLLM) is first made current by the run's
 :class:`~medzero_pl.callbacks.weight_sync.WeightSync`, which syncs only if the weights changed since its last sync.
-Steps are the module's ``grpo_step``. On ``validate`` (which runs only when the data module has validation data) it
+Steps are the module's ``grpo_step``; during training the metrics also go into ``trainer.callback_metrics``, where
+later callbacks read them (``checkpoint.best_metric``). On ``validate`` (which runs only when the data module has validation data) it
 also writes the Markdown/JSON report to ``report_dir``.
 """
 
@@ -15,6 +16,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.trainer.states import TrainerFn
 
@@ -100,6 +102,8 @@ class Evaluation(Callback):
             if trainer.is_global_zero:
                 for logger in trainer.loggers:
                     logger.log_metrics(metrics, step=pl_module.grpo_step)
+            # where later callbacks read the latest metrics (BestCheckpoint keeps best.ckpt by one of them)
+            trainer.callback_metrics.update({name: torch.tensor(float(value)) for name, value in metrics.items()})
         else:
             for name, value in metrics.items():
                 # Every rank holds the same global value (the runner's metrics sum over ranks): the mean over ranks

@@ -1,5 +1,5 @@
 """MedZeroDataModule: reads, mixes, splits and renders the prompts; serves batches that resume exactly (the stream
-starts at the module's `grpo_step`, which a resumed run restores before the data loader is built).
+starts at the module's `data_position`, which a resumed run restores before the data loader is built).
 
 A training batch is a dict of lists, one entry per prompt: ``prompt_ids`` (token ids), ``prompts`` (rendered
 text) and every gold column of `Example.columns()` that the rewards read.
@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Sampler
 from transformers import PreTrainedTokenizerBase
 
 from medzero_pl.data.config import DataConfig
+from medzero_pl.data.difficulty import read_pass_rates, with_pass_rates, within_pass_rates
 from medzero_pl.data.mixing import apply_curriculum, load_sources, mix, train_val_split
 from medzero_pl.data.prompts import PromptTemplate, render_prompt
 from medzero_pl.data.readers import resolve_path
@@ -116,8 +117,25 @@ class MedZeroDataModule(LightningDataModule):
             if not train:
                 sources = ", ".join(source.path for source in cfg.sources)
                 raise DataFormatError(sources, None, None, "every training question is an evaluation item (eval.*)")
+        if cfg.pass_rates:
+            train = with_pass_rates(train, read_pass_rates(cfg.pass_rates), cfg.pass_rates, cfg.difficulty_key)
+            if cfg.pass_rate_range is not None:
+                low, high = cfg.pass_rate_range
+                measured = len(train)
+                train = within_pass_rates(train, low, high)
+                log.info(
+                    "data: %d of %d training questions have a pass rate in [%g, %g]", len(train), measured, low, high
+                )
+                if not train:
+                    raise DataFormatError(cfg.pass_rates, None, None, f"no question has a pass rate in [{low}, {high}]")
         train = apply_curriculum(
-            train, cfg.curriculum, seed=cfg.seed, key=cfg.difficulty_key, batch_size=cfg.prompts_per_step
+            train,
+            cfg.curriculum,
+            seed=cfg.seed,
+            key=cfg.difficulty_key,
+            batch_size=cfg.prompts_per_step,
+            easy_share=cfg.easy_share,
+            hard_above=cfg.hard_above,
         )
         report_duplicates(train, val)
         self.train_items = [self._render(ex) for ex in train]
@@ -140,12 +158,12 @@ class MedZeroDataModule(LightningDataModule):
         return {"prompt_ids": ids[-limit:], "prompts": text, "truncated": len(ids) > limit, **example.columns()}
 
     def train_dataloader(self) -> DataLoader:
-        """The endless stream of training batches, from the module's `grpo_step` on (restored first on resume)."""
+        """The endless stream of training batches, from the module's `data_position` on (restored first on resume)."""
         sampler = ResumableBatchSampler(
             list(range(len(self.train_items))),
             self.config.prompts_per_step,
             seed=self.config.seed,
-            consumed=self.trainer.lightning_module.grpo_step if self.trainer else 0,
+            consumed=self.trainer.lightning_module.data_position if self.trainer else 0,
             rank=self.trainer.global_rank if self.trainer else 0,
             world_size=self.trainer.world_size if self.trainer else 1,
         )

@@ -12,6 +12,7 @@ recipe and a seed give the same examples on every machine, and asking for more t
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 import random
 from collections.abc import Callable, Sequence
@@ -230,16 +231,69 @@ def interleave(
     return ordered + easy + hard
 
 
+def easy_hard_ratio(
+    examples: Sequence[Example],
+    *,
+    seed: int,
+    key: str = DIFFICULTY_KEY,
+    batch_size: int = 8,
+    easy_share: float = 0.5,
+    hard_above: float = 0.5,
+) -> list[Example]:
+    """Every batch of ``batch_size`` holds ``round(batch_size * easy_share)`` easy examples and the rest hard ones,
+    shuffled within the batch (the seed's "mixing the complex and easy samples in one batch").
+
+    Hard means ``metadata[key] >= hard_above`` (a source's ``difficulty`` 0 / 1, or 1 - the measured pass rate).
+    Both pools are shuffled with ``seed``; batches are built until one pool cannot fill its share, after which the
+    rest of both follows, shuffled.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    rng = random.Random(seed)
+    easy = [e for e in examples if _difficulty(e, key) < hard_above]
+    hard = [e for e in examples if _difficulty(e, key) >= hard_above]
+    rng.shuffle(easy)
+    rng.shuffle(hard)
+    n_easy = round(batch_size * easy_share)
+    n_hard = batch_size - n_easy
+    ordered: list[Example] = []
+    while len(easy) >= n_easy and len(hard) >= n_hard and (easy or hard):
+        batch = easy[:n_easy] + hard[:n_hard]
+        easy, hard = easy[n_easy:], hard[n_hard:]
+        rng.shuffle(batch)
+        ordered.extend(batch)
+    rest = easy + hard
+    rng.shuffle(rest)
+    return ordered + rest
+
+
 Curriculum = Callable[..., list[Example]]
 
-CURRICULA: dict[str, Curriculum] = {"none": no_curriculum, "easy_to_hard": easy_to_hard, "interleave": interleave}
-"""Curriculum name -> order function; all take ``(examples, *, seed, key="difficulty", batch_size=8)``."""
+CURRICULA: dict[str, Curriculum] = {
+    "none": no_curriculum,
+    "easy_to_hard": easy_to_hard,
+    "interleave": interleave,
+    "easy_hard_ratio": easy_hard_ratio,
+}
+"""Curriculum name -> order function; all take ``(examples, *, seed, key="difficulty", batch_size=8)``, and
+``easy_hard_ratio`` also ``easy_share`` and ``hard_above``."""
 
 
 def apply_curriculum(
-    examples: Sequence[Example], name: str, *, seed: int, key: str = DIFFICULTY_KEY, batch_size: int = 8
+    examples: Sequence[Example],
+    name: str,
+    *,
+    seed: int,
+    key: str = DIFFICULTY_KEY,
+    batch_size: int = 8,
+    **settings: float,
 ) -> list[Example]:
-    """Order training examples with the curriculum registered as ``name`` (unknown names are refused)."""
+    """Order training examples with the curriculum registered as ``name`` (unknown names are refused); `settings`
+    (``easy_share``, ``hard_above``) reach the curricula that take them."""
     if name not in CURRICULA:
         raise ValueError(f"unknown curriculum {name!r}; known: {sorted(CURRICULA)}")
-    return CURRICULA[name](examples, seed=seed, key=key, batch_size=batch_size)
+    order = CURRICULA[name]
+    accepted = inspect.signature(order).parameters
+    return order(
+        examples, seed=seed, key=key, batch_size=batch_size, **{k: v for k, v in settings.items() if k in accepted}
+    )

@@ -49,6 +49,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--judge-timeout", type=float, default=60.0, help="seconds per judge request (> 0)")
     p.add_argument("--judge-retries", type=int, default=2, help="extra attempts per case after a failure (>= 0)")
     p.add_argument(
+        "--judge-structured",
+        action="store_true",
+        help="constrain the judge's replies to the score list (a vLLM server's structured outputs)",
+    )
+    p.add_argument(
         "--judge-api-key-env",
         default="MEDZERO_JUDGE_API_KEY",
         metavar="VAR",
@@ -184,6 +189,7 @@ def run(args: argparse.Namespace) -> int:
             timeout=args.judge_timeout,
             retries=args.judge_retries,
             api_key=os.environ.get(args.judge_api_key_env) or None,
+            structured=args.judge_structured,
         )
     torch.manual_seed(settings.seed)
     rows: dict[str, dict[str, Any]] = {}

@@ -9,6 +9,9 @@ For an item answered with ``n`` samples of which ``c`` are correct:
   is correct.
 
 PubMedQA's official metric besides accuracy is the macro-F1 over yes / no / maybe (``macro_f1``).
+
+A policy that collapsed to one answer letter scores the share of that letter among the gold answers; ``top_share``
+of the predicted letters, next to that of the gold letters, shows it.
 """
 
 from __future__ import annotations
@@ -64,3 +67,10 @@ def macro_f1(predictions: Sequence[Hashable | None], golds: Sequence[Hashable], 
         fn = sum(p != label and g == label for p, g in zip(predictions, golds, strict=True))
         scores.append(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0)
     return sum(scores) / len(scores)
+
+
+def top_share(values: Sequence[Hashable | None]) -> tuple[Hashable | None, float]:
+    """The most frequent non-None value (ties: the one seen first) and its share of all values, None counted in the
+    denominator (an unanswered question is a question): ``(None, 0.0)`` when nothing was answered."""
+    top = majority(values)
+    return top, (sum(v == top for v in values) / len(values) if top is not None else 0.0)

@@ -3,11 +3,13 @@
 
 Figures (each written only when its metrics were logged): ``reward.png`` (total and per reward),
 ``eval_accuracy.png`` and ``eval_format.png`` (per benchmark and scorer, and the well-formed share),
-``completion_length.png`` (mean / median / p95 / max, prompt length), ``truncated.png`` (share of completions cut
-at the token budget), ``format.png`` (shares with ``<think>``, empty ``<think>``, ``<answer>``, text after
-``</answer>``), ``language_mixing.png`` (mixed share per region), and ``learning_curve.png`` (2 x 2: reward,
-well-formed share, accuracy, completion length; training samples next to the held-out evaluation) when the run
-evaluated during training. Every ``csv/version_*/metrics.csv`` of the run is read, so resumed runs plot as one.
+``completion_length.png`` (mean / median / p95 / max, prompt length), ``reasoning_answer_length.png`` (the
+``<think>`` and ``<answer>`` contents apart: a format reward gamed by a shrinking reasoning shows here),
+``truncated.png`` (share of completions cut at the token budget), ``format.png`` (shares with ``<think>``, empty
+``<think>``, ``<answer>``, text after ``</answer>``, reasoning copied from the prompt), ``answer_letters.png`` (the
+most frequent answer letter's share against the gold letters'), ``language_mixing.png`` (mixed share per region),
+and ``learning_curve.png`` (2 x 2: reward, well-formed share, accuracy, completion and reasoning length; training
+samples next to the held-out evaluation) when the run evaluated during training. Every ``csv/version_*/metrics.csv`` of the run is read, so resumed runs plot as one.
 """
 
 from __future__ import annotations
@@ -27,8 +29,25 @@ FIGURES: dict[str, tuple[str, str, list[str]]] = {
         "tokens",
         [r"^completions/(mean|median|p95|max)_length$", r"^prompts/mean_length$"],
     ),
+    "reasoning_answer_length": (
+        "Reasoning and answer length",
+        "tokens",
+        [r"^completions/mean_(reasoning|answer)_length$", r"^eval/[^/]+/mean_reasoning_length$"],
+    ),
     "truncated": ("Truncated completions", "share", [r"^completions/clipped_ratio$"]),
-    "format": ("Format", "share", [r"^completions/(think|empty_think|answer|after_answer)_ratio$"]),
+    "format": (
+        "Format",
+        "share",
+        [
+            r"^completions/(think|empty_think|answer|after_answer|copied_reasoning)_ratio$",
+            r"^eval/[^/]+/copied_reasoning_rate$",
+        ],
+    ),
+    "answer_letters": (
+        "Most frequent answer letter",
+        "share of answers",
+        [r"^answers/(top|gold_top)_letter_share$", r"^eval/.+/top_letter_share$"],
+    ),
     "language_mixing": ("Language mixing", "share", [r"^language/.+_ratio$"]),
 }
 """File stem -> (title, y label, metric-name patterns)."""
@@ -37,7 +56,15 @@ LEARNING_CURVE: list[tuple[str, list[str]]] = [
     ("reward (training samples)", [r"^reward$", r"^rewards/.+/mean$"]),
     ("format: well-formed share", [r"^rewards/strict_format/mean$", r"^eval/[^/]+/well_formed_rate$"]),
     ("accuracy", [r"^rewards/mcq_accuracy/mean$", r"^eval/.+/accuracy$"]),
-    ("completion length (tokens)", [r"^completions/mean_length$", r"^eval/[^/]+/mean_length$"]),
+    (
+        "completion and reasoning length (tokens)",
+        [
+            r"^completions/mean_length$",
+            r"^completions/mean_reasoning_length$",
+            r"^eval/[^/]+/mean_length$",
+            r"^eval/[^/]+/mean_reasoning_length$",
+        ],
+    ),
 ]
 """Panels of ``learning_curve.png``: the one-figure summary of a run (training samples and held-out evaluation)."""
 

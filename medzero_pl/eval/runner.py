@@ -15,6 +15,7 @@ from dataclasses import asdict
 from typing import Any
 
 import torch
+from torchmetrics import Metric
 from torchmetrics.aggregation import MeanMetric, SumMetric
 from torchmetrics.classification import MulticlassF1Score
 
@@ -23,7 +24,7 @@ from medzero_pl.eval.benchmarks import Task
 from medzero_pl.eval.config import EvalConfig
 from medzero_pl.eval.metrics import majority, pass_at_k
 from medzero_pl.eval.scorers import gold_key, score
-from medzero_pl.rewards.extract import THINK_OPEN
+from medzero_pl.rewards.extract import THINK_OPEN, copied_from_prompt, think_block
 from medzero_pl.rewards.format import strict_format
 from medzero_pl.rollout.base import RolloutEngine, SamplingParams
 
@@ -52,7 +53,9 @@ def evaluate_benchmark(
     device = torch.device(device)
     length, truncated, count = _mean(device), _mean(device), SumMetric().to(device)
     prompts_cut = SumMetric().to(device)
-    well_formed = _mean(device)
+    well_formed, copied, reasoning_length = _mean(device), _mean(device), _mean(device)
+    letters = {s: LetterCounts().to(device) for s in settings.scorers}
+    gold_letters = LetterCounts().to(device)
     think_opened = task.template.completion_prefix.rstrip().endswith(THINK_OPEN)
     per_scorer = {s: {"accuracy": _mean(device), "format_rate": _mean(device)} for s in settings.scorers}
     if k > 1:
@@ -79,6 +82,15 @@ def evaluate_benchmark(
             length.update(torch.tensor([float(len(rollouts.completion_ids[r])) for r in rows]))
             truncated.update(torch.tensor([float(rollouts.finish_reasons[r] == "length") for r in rows]))
             well_formed.update(torch.tensor([strict_format(text, think_opened) for text in texts]))
+            thoughts = [think_block(text, think_opened) for text in texts]
+            copied.update(torch.tensor([float(t is not None and copied_from_prompt(t, prompts[i])) for t in thoughts]))
+            reasoning_length.update(
+                torch.tensor(
+                    [float(len(tokenizer(t, add_special_tokens=False)["input_ids"])) if t else 0.0 for t in thoughts]
+                )
+            )
+            if example.options:
+                gold_letters.update([gold_key(example)] * k)
             count.update(torch.tensor(1.0))
             record = {"id": example.id, "gold": gold_key(example), "completions": texts, "scores": {}}
             for name, metrics in per_scorer.items():
@@ -96,6 +108,8 @@ def evaluate_benchmark(
                     vote = majority([g.prediction for g in grades])
                     predicted = bench.labels.index(vote) if vote in bench.labels else len(bench.labels)
                     f1[name].update(torch.tensor([predicted]), torch.tensor([bench.labels.index(example.answer)]))
+                if example.options:
+                    letters[name].update([g.prediction for g in grades])
                 record["scores"][name] = [asdict(g) for g in grades]
             records.append(record)
     if cut := int(prompts_cut.compute().item()):
@@ -118,16 +132,41 @@ def evaluate_benchmark(
         "truncated_rate": float(truncated.compute().item()),
         "prompts_cut": cut,
         "well_formed_rate": float(well_formed.compute().item()),
+        "copied_reasoning_rate": float(copied.compute().item()),
+        "mean_reasoning_length": float(reasoning_length.compute().item()),
         "seconds": round(time.perf_counter() - start, 2),
         "scorers": {},
         "records": records,
     }
+    has_letters = bench.task != "diagnosis" and any(ex.options for ex in task.items)  # every rank decides alike
+    if has_letters:
+        result["gold_top_letter_share"] = gold_letters.compute()
     for name, metrics in per_scorer.items():
         values = {metric: float(m.compute().item()) for metric, m in metrics.items()}
+        if has_letters:
+            values["top_letter_share"] = letters[name].compute()
         if bench.labels:
             values["macro_f1"] = float(f1[name].compute()[: len(bench.labels)].mean().item())
         result["scorers"][name] = values
     return result
+
+
+class LetterCounts(Metric):
+    """The share of answers given the most frequent option letter (`eval.metrics.top_share`; no answer counts in the
+    denominator), from counts summed over ranks: a policy collapsed onto one letter shows here."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_state("counts", torch.zeros(27, dtype=torch.float64), dist_reduce_fx="sum")  # A-Z, then "none"
+
+    def update(self, predictions: Sequence[Any]) -> None:
+        for p in predictions:
+            letter = isinstance(p, str) and len(p) == 1 and "A" <= p <= "Z"
+            self.counts[ord(p) - ord("A") if letter else 26] += 1
+
+    def compute(self) -> float:
+        total = float(self.counts.sum())
+        return float(self.counts[:26].max()) / total if total else 0.0
 
 
 def evaluate(
@@ -150,13 +189,16 @@ def evaluate(
 
 
 def flat_metrics(results: dict[str, dict[str, Any]], prefix: str = "eval") -> dict[str, float]:
-    """``eval/<benchmark>/<scorer>/<metric>`` plus ``eval/<benchmark>/{mean_length,truncated_rate}``."""
+    """``eval/<benchmark>/<scorer>/<metric>`` plus ``eval/<benchmark>/{mean_length,truncated_rate,...}`` (the
+    benchmark-level numbers: well-formed and copied-reasoning rates, mean reasoning length, gold letters' top
+    share)."""
     flat = {}
     for name, result in results.items():
         flat[f"{prefix}/{name}/mean_length"] = result["mean_length"]
         flat[f"{prefix}/{name}/truncated_rate"] = result["truncated_rate"]
-        if "well_formed_rate" in result:
-            flat[f"{prefix}/{name}/well_formed_rate"] = result["well_formed_rate"]
+        for key in ("well_formed_rate", "copied_reasoning_rate", "mean_reasoning_length", "gold_top_letter_share"):
+            if key in result:
+                flat[f"{prefix}/{name}/{key}"] = result[key]
         for scorer, values in result["scorers"].items():
             for metric, value in values.items():
                 flat[f"{prefix}/{name}/{scorer}/{metric}"] = value

@@ -29,6 +29,34 @@ Correction = Literal[tuple(CORRECTIONS)]
 
 
 @dataclass
+class DynamicSamplingConfig:
+    """Train only on groups whose rewards differ, drawing more prompts to replace the others (DAPO; verl's
+    `algorithm.filter_groups`). See medzero_pl/grpo/dynamic_sampling.py."""
+
+    enable: bool = False
+    """Drop groups without a spread of `metric` and draw more prompts until `data.prompts_per_step` informative
+    groups are found or `max_extra_draws` extra batches were drawn."""
+    metric: str = "total"
+    """What must differ within a group: `total` (the weighted reward) or the name of one reward of the run."""
+    max_extra_draws: int = 4
+    """Extra batches of `data.prompts_per_step` prompts a step may draw (each one generated and scored); 0 only
+    filters. When the cap is reached the step trains on the informative groups found (on the first draw's groups
+    when none)."""
+    correct_at: float = 1.0
+    """A group without a spread counts as all-correct in the logs when its common `metric` value is at least this
+    (an accuracy reward's full score), else as all-wrong."""
+    warn_after: int = 5
+    """Warn when this many consecutive steps reached the cap (0: never)."""
+
+    def problems(self) -> list[str]:
+        return [
+            *expect(self.max_extra_draws >= 0, "max_extra_draws", self.max_extra_draws, ">= 0"),
+            *expect(self.warn_after >= 0, "warn_after", self.warn_after, ">= 0 (0: never)"),
+            *expect(bool(self.metric), "metric", self.metric, "total or a reward name"),
+        ]
+
+
+@dataclass
 class GRPOConfig:
     """The GRPO objective and the shape of a step."""
 
@@ -102,6 +130,8 @@ class GRPOConfig:
     """Score completions with the LM head fused into the log-softmax, a block of positions at a time: the
     `(rows, completion, vocab)` logits and their gradient are never held whole, for one more head matmul in
     backward. Llama, Mistral and Qwen 2/3 only; other models use full logits. See medzero_pl/model/lm_head.py."""
+    dynamic_sampling: DynamicSamplingConfig = field(default_factory=DynamicSamplingConfig)
+    """Drop groups whose rewards are all equal and draw more prompts (off by default)."""
 
     def problems(self) -> list[str]:
         """Out-of-range values, each as `field=value: expected ...`."""
@@ -159,6 +189,7 @@ class GRPOConfig:
                 "0 <= floor <= 1, or null (a floor above 1 raises or masks every token on which sampler and trainer "
                 "agree)",
             ),
+            *[f"dynamic_sampling.{p}" for p in self.dynamic_sampling.problems()],
             *self._objective_problems(),
         ]
 

@@ -18,6 +18,7 @@ def step_metrics(
     completion_lengths: Tensor,
     per_function: Mapping[str, Sequence[float | None]],
     seconds: Mapping[str, float],
+    logged: Mapping[str, float] | None = None,
 ) -> dict[str, Tensor]:
     """The scalars of one step.
 
@@ -28,6 +29,7 @@ def step_metrics(
         completion_lengths: `(B,)` completion tokens.
         per_function: reward name -> its value per completion (`None` where it does not apply).
         seconds: phase name (`generate`, `score`, `train`) -> wall time; the step's time is their sum.
+        logged: what reward functions logged through TRL's `log_metric` (`rewards/diagnosis_judge/fallback_rate`).
 
     Returns:
         `reward`, `reward_std` (the mean of the groups' stds), `frac_reward_zero_std`, `tokens_per_second`
@@ -47,4 +49,5 @@ def step_metrics(
         present = [v for v in values if v is not None]
         if present:
             metrics[f"rewards/{name}/mean"] = torch.tensor(sum(present) / len(present))
+    metrics.update({name: torch.tensor(float(value)) for name, value in (logged or {}).items()})
     return metrics

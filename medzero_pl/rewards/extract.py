@@ -171,3 +171,10 @@ def think_block(text: str, opened_in_prompt: bool = False) -> str | None:
         start += len(THINK_OPEN)
     end = text.find(THINK_CLOSE, start)
     return None if end < 0 else text[start:end]
+
+
+def copied_from_prompt(reasoning: str, prompt: str) -> bool:
+    """Whether a non-empty reasoning is a piece of the prompt, case and whitespace aside: the template's placeholder
+    (``reasoning``, ``reasoning process here``) or a copied part of the question, written instead of reasoning."""
+    text = " ".join(reasoning.casefold().split())
+    return bool(text) and text in " ".join(prompt.casefold().split())

@@ -9,7 +9,8 @@ A run's ``rewards`` config is a list of :class:`RewardSpec` (``conf/rewards/*.ya
 :func:`build_rewards` checks everything before training starts (unknown names with the closest valid one, bad
 kwargs with the reward's name) and returns a :class:`RewardSet`. Calling the set scores a batch with every function
 and sums ``weight * value`` per completion, where ``None`` ("not applicable to this row") contributes nothing, as
-TRL's ``nansum``; a row on which every function returned ``None`` totals 0.0.
+TRL's ``nansum``; a row on which every function returned ``None`` totals 0.0. A function that takes a ``log_metric``
+keyword (TRL's callback: ``log_metric(name, value)``) gets one; what it logs is in :attr:`RewardOutput.metrics`.
 
 A dotted name ``package.module:attribute`` is imported. Without kwargs the attribute is the reward function itself
 (``trl.rewards:think_format_reward``); with kwargs it is a factory called with them
@@ -31,6 +32,7 @@ from typing import Any
 from medzero_pl.errors import UserError
 from medzero_pl.rewards.diagnosis import diagnosis_match_reward
 from medzero_pl.rewards.format import format_steps_reward, strict_format_reward, tag_count_format_reward
+from medzero_pl.rewards.judge.reward import diagnosis_judge_reward
 from medzero_pl.rewards.language import language_consistency_reward
 from medzero_pl.rewards.length import cosine_length_reward, repetition_penalty_reward, soft_overlong_reward
 from medzero_pl.rewards.mcq import mcq_accuracy_reward, open_medical_r1_accuracy_reward
@@ -42,6 +44,7 @@ REWARDS: dict[str, Callable[..., RewardFunction]] = {
     "mcq_accuracy": mcq_accuracy_reward,
     "open_medical_r1_accuracy": open_medical_r1_accuracy_reward,
     "diagnosis_match": diagnosis_match_reward,
+    "diagnosis_judge": diagnosis_judge_reward,
     "strict_format": strict_format_reward,
     "tag_count_format": tag_count_format_reward,
     "format_steps": format_steps_reward,
@@ -76,10 +79,12 @@ class RewardOutput:
     Attributes:
         total: Per completion, ``sum(weight * value)`` over functions whose value is not ``None``.
         per_function: Function name -> its value per completion (``None`` where not applicable).
+        metrics: What the functions logged through ``log_metric`` (the mean where one name was logged twice).
     """
 
     total: list[float]
     per_function: dict[str, list[float | None]]
+    metrics: dict[str, float] = field(default_factory=dict)
 
 
 class RewardFailedError(RuntimeError):
@@ -97,6 +102,7 @@ class RewardSet:
         if not (len(names) == len(functions) == len(weights)) or len(set(names)) != len(names):
             raise RewardConfigError("names, functions and weights must be parallel, with unique names")
         self.names, self.functions, self.weights = tuple(names), tuple(functions), tuple(map(float, weights))
+        self.logging = tuple(map(_takes_log_metric, self.functions))
 
     def __len__(self) -> int:
         return len(self.names)
@@ -109,9 +115,15 @@ class RewardSet:
             raise RewardConfigError("RewardSet needs completions")
         n = len(completions)
         per_function = {}
-        for name, function in zip(self.names, self.functions, strict=True):
+        logged: dict[str, list[float]] = {}
+
+        def log_metric(metric: str, value: float) -> None:
+            logged.setdefault(metric, []).append(float(value))
+
+        for name, function, logs in zip(self.names, self.functions, self.logging, strict=True):
+            extra = {"log_metric": log_metric} if logs else {}
             try:
-                values = function(prompts=prompts, completions=completions, **columns)
+                values = function(prompts=prompts, completions=completions, **(columns | extra))
             except Exception as e:
                 first = str(e).strip().splitlines()[0] if str(e).strip() else ""
                 raise RewardFailedError(f"reward '{name}' raised {type(e).__name__}: {first}") from e
@@ -120,7 +132,7 @@ class RewardSet:
         for i in range(n):
             terms = [w * v[i] for w, v in zip(self.weights, per_function.values(), strict=True) if v[i] is not None]
             total.append(float(sum(terms)) if terms else 0.0)
-        return RewardOutput(total, per_function)
+        return RewardOutput(total, per_function, {k: sum(v) / len(v) for k, v in logged.items()})
 
     def score(
         self, rows: Mapping[str, Sequence[Any]], completions: Sequence[Any], completion_ids: Sequence[Sequence[int]]
@@ -168,6 +180,15 @@ def check_rewards(rewards: RewardSet, items: Sequence[Mapping[str, Any]], per_so
     if unused:
         log.warning("rewards %s apply to none of the training data (tasks: %s)", unused, tasks)
     return unused
+
+
+def _takes_log_metric(function: RewardFunction) -> bool:
+    """Whether the function accepts TRL's ``log_metric`` keyword (by name or through ``**kwargs``)."""
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == "log_metric" or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
 
 
 def _check_values(name: str, values: Any, n: int) -> list[float | None]:

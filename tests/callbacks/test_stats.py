@@ -85,3 +85,56 @@ def test_a_warning_names_the_grpo_step_not_the_optimizer_step():
     outputs = step_outputs([NO_ANSWER] * 2, truncated=[True, True])
     with pytest.warns(UserWarning, match=r"^step 3: 100% of completions hit the token budget"):
         CompletionStats().on_train_batch_end(trainer, module, outputs, None, 0)
+
+
+PLACEHOLDER_PROMPT = "Answer like this:\n<think>\nreasoning\n</think>\n<answer>B</answer>\nQ?\n<think>\n"
+MCQ_COLUMNS = {"answer": ["A", "B", "C", "D"], "options": [{k: k.lower() for k in "ABCD"}] * 4, "task": ["mcq"] * 4}
+
+
+def test_reasoning_and_answer_lengths_are_measured_apart():
+    outputs = step_outputs(["<think>one two three</think><answer>B</answer>", "<answer>the letter C</answer>"])
+    stats = completion_stats(outputs)
+    assert stats["completions/mean_reasoning_length"] == 1.5  # (3 + 0) / 2 words
+    assert stats["completions/mean_answer_length"] == 2  # (1 + 3) / 2
+    assert completion_stats(outputs, count_tokens=len)["completions/mean_answer_length"] == 6.5  # (1 + 12) / 2
+
+
+def test_a_reasoning_copied_from_the_prompt_is_counted():
+    completions = ["reasoning\n</think>\n<answer>C</answer>", "The murmur suggests B.\n</think>\n<answer>B</answer>"]
+    stats = completion_stats(step_outputs(completions, prompts=[PLACEHOLDER_PROMPT] * 2))
+    assert stats["completions/copied_reasoning_ratio"] == 0.5
+    callback = CompletionStats(copied_warning=0.4)
+    with pytest.warns(UserWarning, match="piece of the prompt"):
+        assert len(callback.check(stats, 1)) == 1
+
+
+def test_the_share_of_the_most_frequent_answer_letter_is_set_against_the_gold_letters():
+    constant = ["<think>x</think><answer>C</answer>"] * 4
+    stats = completion_stats(step_outputs(constant, columns=MCQ_COLUMNS))
+    assert stats["answers/top_letter_share"] == 1.0 and stats["answers/gold_top_letter_share"] == 0.25
+    with pytest.warns(UserWarning, match="collapsing onto one letter"):
+        assert CompletionStats().check(stats, 1)
+    right = [f"<think>x</think><answer>{gold}</answer>" for gold in "ABCD"]
+    assert completion_stats(step_outputs(right, columns=MCQ_COLUMNS))["answers/top_letter_share"] == 0.25
+    # A policy that answers every question right is not collapsed, however skewed the gold letters are.
+    skewed = MCQ_COLUMNS | {"answer": ["C", "C", "C", "D"]}
+    right_on_skewed = [f"<think>x</think><answer>{gold}</answer>" for gold in "CCCD"]
+    assert CompletionStats().check(completion_stats(step_outputs(right_on_skewed, columns=skewed)), 1) == []
+    unanswered = completion_stats(step_outputs(["no tags"] * 4, columns=MCQ_COLUMNS))
+    assert unanswered["answers/top_letter_share"] == 0.0
+    assert "answers/top_letter_share" not in completion_stats(step_outputs(constant))  # no MCQ rows
+
+
+def test_warns_when_the_reasoning_shrinks_below_a_fraction_of_its_start_and_remembers_the_start_across_resume():
+    long = "<think>" + "word " * 20 + "</think><answer>A</answer>"
+    callback = CompletionStats(reasoning_collapse=0.5)
+    assert callback.check(completion_stats(step_outputs([long] * 2)), 1) == []  # the start: 20
+    resumed = CompletionStats(reasoning_collapse=0.5)
+    resumed.load_state_dict(callback.state_dict())
+    half = "<think>" + "word " * 11 + "</think><answer>A</answer>"
+    assert resumed.check(completion_stats(step_outputs([half] * 2)), 2) == []
+    with pytest.warns(UserWarning, match="reasoning length fell to 1.0 tokens from 20.0"):
+        assert resumed.check(completion_stats(step_outputs(["<think>reasoning</think><answer>A</answer>"])), 3)
+    older = CompletionStats()
+    older.load_state_dict({"best_think": 1.0})  # saved before the reasoning alert: the next step is the start
+    assert older.check(completion_stats(step_outputs([half])), 4) == []

@@ -11,6 +11,7 @@ from medzero_pl.data.mixing import (
     CURRICULA,
     DataSource,
     apply_curriculum,
+    easy_hard_ratio,
     easy_to_hard,
     interleave,
     load_sources,
@@ -175,7 +176,8 @@ def test_curricula_need_a_numeric_difficulty_and_a_known_name():
     with pytest.raises(ValueError, match=r"s-0 \(s\): curriculum needs a numeric metadata\['difficulty'\], got None"):
         apply_curriculum(examples(2), "interleave", seed=0)
     with pytest.raises(
-        ValueError, match=r"unknown curriculum 'hard_first'; known: \['easy_to_hard', 'interleave', 'none'\]"
+        ValueError,
+        match=r"unknown curriculum 'hard_first'; known: \['easy_hard_ratio', 'easy_to_hard', 'interleave', 'none'\]",
     ):
         apply_curriculum(examples(2), "hard_first", seed=0)
 
@@ -200,3 +202,19 @@ def test_load_sources_passes_reader_options(shared_data):
     )
     (cases,) = load_sources([source])
     assert len(cases) == 16 and "test_results" in cases[0].metadata
+
+
+def test_easy_hard_ratio_puts_a_fixed_number_of_easy_questions_in_every_batch():
+    pool = examples(6, "medqa", difficulty=0) + examples(14, "xpert", difficulty=1)
+    order = apply_curriculum(pool, "easy_hard_ratio", seed=0, batch_size=4, easy_share=0.25, hard_above=0.5)
+    assert sorted(ids(order)) == sorted(ids(pool))
+    batches = [order[i : i + 4] for i in range(0, 20, 4)]
+    assert [sum(e.source == "medqa" for e in batch) for batch in batches] == [1, 1, 1, 1, 2]  # then the rest
+    assert (
+        order
+        == easy_hard_ratio(pool, seed=0, batch_size=4, easy_share=0.25)
+        != easy_hard_ratio(pool, seed=1, batch_size=4, easy_share=0.25)
+    )
+    measured = examples(8, difficulty=lambda i: i / 8)  # 1 - pass rate: 0, 0.125, ..., 0.875
+    order = easy_hard_ratio(measured, seed=0, batch_size=4, easy_share=0.75, hard_above=0.7)
+    assert [sum(e.metadata["difficulty"] >= 0.7 for e in order[i : i + 4]) for i in (0, 4)] == [1, 1]

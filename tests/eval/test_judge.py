@@ -3,79 +3,11 @@ retry, malformed replies."""
 
 from __future__ import annotations
 
-import json
-import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 import pytest
 
 from medzero_pl.data.records import Example
 from medzero_pl.eval.judge import JudgeClient, judge_results, parse_scores
-
-
-class FakeServer:
-    """Answers POST /v1/chat/completions from a script of replies: a content string, ("status", code),
-    ("sleep", seconds, content), ("body", bytes) as a 200 reply's body or ("raw", bytes) in place of any HTTP reply.
-    Records every request. Stops itself after `lifetime` seconds at the latest."""
-
-    def __init__(self, script, lifetime: float = 60.0) -> None:
-        self.script, self.requests = list(script), []
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                server.requests.append(
-                    {
-                        "path": self.path,
-                        "body": body,
-                        "type": self.headers["Content-Type"],
-                        "auth": self.headers["Authorization"],
-                    }
-                )
-                step = server.script.pop(0) if server.script else "[]"
-                if isinstance(step, tuple) and step[0] == "raw":
-                    self.wfile.write(step[1])
-                    self.close_connection = True
-                    return
-                if isinstance(step, tuple) and step[0] == "status":
-                    self.send_response(step[1])
-                    self.end_headers()
-                    return
-                if isinstance(step, tuple) and step[0] == "sleep":
-                    time.sleep(step[1])
-                    step = step[2]
-                reply = json.dumps({"choices": [{"message": {"role": "assistant", "content": step}}]}).encode()
-                if isinstance(step, tuple) and step[0] == "body":
-                    reply = step[1]
-                try:
-                    self.send_response(200)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(reply)))
-                    self.end_headers()
-                    self.wfile.write(reply)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client timed out and left
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self.timer = threading.Timer(lifetime, self.httpd.shutdown)
-
-    def __enter__(self) -> FakeServer:
-        self.thread.start()
-        self.timer.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.timer.cancel()
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=5)
+from tests.fake_judge import FakeServer
 
 
 def client(url, tmp_path, **kwargs) -> JudgeClient:

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torchmetrics.classification import MulticlassF1Score
 
-from medzero_pl.eval.metrics import macro_f1, maj_at_k, majority, mean_at_k, pass_at_k
+from medzero_pl.eval.metrics import macro_f1, maj_at_k, majority, mean_at_k, pass_at_k, top_share
 
 
 def test_mean_at_k():
@@ -60,3 +60,10 @@ def test_macro_f1_by_hand_and_as_torchmetrics_computes_it():
     metric = MulticlassF1Score(4, average=None)
     metric.update(torch.tensor([index[p] for p in preds]), torch.tensor([index[g] for g in golds]))
     assert metric.compute()[:3].mean().item() == pytest.approx(macro_f1(preds, golds, ["A", "B", "C"]))
+
+
+def test_top_share_counts_unanswered_items_in_the_denominator():
+    assert top_share(["C", "C", "A", None]) == ("C", 0.5)
+    assert top_share(["A", "B", "B", "A"]) == ("A", 0.5)  # a tie goes to the value seen first
+    assert top_share([None, None]) == (None, 0.0)
+    assert top_share([]) == (None, 0.0)

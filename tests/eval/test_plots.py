@@ -72,3 +72,16 @@ def test_the_script(tmp_path):
 def test_no_learning_curve_without_an_evaluation_during_training(tmp_path):
     write_csv(tmp_path / "csv" / "version_0" / "metrics.csv", ["epoch", "step", "reward"], [[0, 0, 0.1], [0, 1, 0.2]])
     assert [p.stem for p in plot_run(tmp_path)] == ["reward"]
+
+
+def test_reasoning_and_answer_lengths_and_the_letter_share_get_their_own_figures(tmp_path):
+    header = [
+        "epoch",
+        "step",
+        "completions/mean_reasoning_length",
+        "completions/mean_answer_length",
+        "answers/top_letter_share",
+        "answers/gold_top_letter_share",
+    ]
+    write_csv(tmp_path / "csv" / "version_0" / "metrics.csv", header, [[0, 0, 30, 2, 0.3, 0.3], [0, 1, 3, 1, 0.9, 0.3]])
+    assert sorted(p.stem for p in plot_run(tmp_path)) == ["answer_letters", "reasoning_answer_length"]

@@ -67,6 +67,19 @@ def test_sampled_evaluation_by_hand():
     assert strict["macro_f1"] == pytest.approx((1 + 1 + 0) / 3)
     flat = flat_metrics({"pubmedqa": result})
     assert flat["eval/pubmedqa/strict/pass@4"] == 1.0 and "eval/pubmedqa/mean_length" in flat
+    # Answers A, A, B, - and B, -, -, -: A and B are given on 2 of 8 samples each; the golds are A x4 and B x4.
+    assert strict["top_letter_share"] == pytest.approx(2 / 8) and lenient["top_letter_share"] == pytest.approx(3 / 8)
+    assert flat["eval/pubmedqa/gold_top_letter_share"] == pytest.approx(4 / 8)
+    assert result["copied_reasoning_rate"] == 0.0 and result["mean_reasoning_length"] == 0.0  # no <think> block
+
+
+def test_placeholder_reasoning_and_one_letter_for_every_question_are_reported():
+    items = [mcq(0, "A"), mcq(1, "B")]
+    placeholder = "reasoning process here </think> <answer>C</answer>"  # r1_zero_base opens <think> in the prompt
+    engine = ScriptedEngine([placeholder, "the options are w3 and w4 </think> <answer>C</answer>"])
+    result = evaluate(engine, tiny_tokenizer(), [pubmed_task(items)], EvalConfig())["pubmedqa"]
+    assert result["copied_reasoning_rate"] == 0.5 and result["mean_reasoning_length"] > 0
+    assert result["scorers"]["strict"]["top_letter_share"] == 1.0 and result["gold_top_letter_share"] == 0.5
 
 
 def test_settings_that_cannot_work_are_refused_before_anything_is_generated():

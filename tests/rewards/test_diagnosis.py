@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -15,6 +16,8 @@ from medzero_pl.rewards.diagnosis import (
     normalize_name,
     split_diagnoses,
 )
+from medzero_pl.rewards.diagnosis.calibration import scorer
+from medzero_pl.rewards.registry import build_rewards
 
 THINK = "<think>\nAngiokeratomas, acroparesthesia, cornea verticillata, LVH.\n</think>\n"
 
@@ -373,3 +376,58 @@ def test_the_default_diagnosis_reward_sets_score_1000_completions_well_under_a_s
         elapsed = time.perf_counter() - start
         assert len(out.total) == 1000
         assert elapsed < 0.5, f"{preset}: {elapsed:.3f} s for 1,000 completions"  # measured 0.02-0.15 s
+
+
+class TestNarrowerAnswers:
+    """The diagnosis_rubric preset's matcher: a subtype of the gold is the diagnosis made (RareArena's judge rubric
+    as docs/rewards.md reads it), a sibling is not, a narrow Orphanet parent gets the judge's score 1."""
+
+    @pytest.fixture(scope="class")
+    def rubric(self, hypernym_path):
+        return scorer("fuzzy", hypernym_path=str(hypernym_path), narrower_credit=1.0)
+
+    @pytest.mark.parametrize(
+        ("answer", "gold"),
+        [
+            ("Fabry disease, classic form", "Fabry disease"),  # the gold's name with qualifiers
+            ("Fabry disease with renal involvement", "Fabry disease"),
+            ("Classic galactosemia", "Galactosemia"),  # an Orphanet disorder below the gold
+            ("Idiopathic multicentric Castleman disease", "Castleman disease"),
+            ("Galactokinase deficiency", "Galactosemia"),  # below it, though no string says so
+        ],
+    )
+    def test_a_subtype_of_the_gold_gets_full_credit(self, rubric, answer, gold):
+        assert rubric(answer, (gold,)) == 1.0
+        assert scorer("fuzzy")(answer, (gold,)) == 0.0  # the default fuzzy mode: not the gold itself
+
+    @pytest.mark.parametrize(
+        ("answer", "gold", "credit"),
+        [
+            ("Fabry disease ruled out", "Fabry disease", 0.0),  # other words are not a qualifier
+            ("Fabry disease, Gaucher disease", "Fabry disease", 0.0),  # a list
+            ("Classic galactosemia", "Galactokinase deficiency", 0.0),  # a sibling under Galactosemia
+            ("Galactosemia", "Classic galactosemia", 0.5),  # a narrow parent: the judge's 1
+            ("Sphingolipidosis", "Fabry disease", 0.0),  # a parent of 17 diseases: too broad for the judge
+        ],
+    )
+    def test_what_is_not_a_subtype(self, rubric, answer, gold, credit):
+        assert rubric(answer, (gold,)) == credit
+
+    def test_narrower_credit_needs_the_hierarchy(self):
+        with pytest.raises(ValueError, match="narrower_credit needs hypernym_path"):
+            diagnosis_match_reward(narrower_credit=1.0)
+        with pytest.raises(ValueError, match=r"narrower_credit must be a number in \[0, 1\]"):
+            diagnosis_match_reward(narrower_credit=1.5, hypernym_path="x")
+
+    def test_the_preset_scores_them_through_the_reward(self, hypernym_path):
+        specs = yaml.safe_load(
+            (Path(__file__).resolve().parents[2] / "conf" / "rewards" / "diagnosis_rubric.yaml").read_text()
+        )
+        specs[0]["kwargs"]["hypernym_path"] = str(hypernym_path)  # the preset names data/rarearena/
+        rewards = build_rewards(specs)
+        answers = [
+            "<think>x</think><answer>Classic galactosemia</answer>",
+            "<think>x</think><answer>Galactosemia</answer>",
+        ]
+        out = rewards(None, answers, diagnoses=[["Galactosemia"], ["Classic galactosemia"]])
+        assert out.per_function["diagnosis_match"] == [1.0, 0.5]

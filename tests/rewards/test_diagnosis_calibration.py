@@ -17,6 +17,7 @@ from medzero_pl.rewards.diagnosis.calibration import (
     confusion,
     orphanet_siblings,
     read_pairs,
+    rubric_full,
     scorer,
     siblings_with_full_credit,
 )
@@ -31,6 +32,22 @@ REPORTED = {
     ("fuzzy", "calibration"): Confusion(tp=291, fp=0, fn=72, tn=547),
     ("fuzzy", "heldout"): Confusion(tp=259, fp=1, fn=45, tn=365),
 }
+
+
+# against the judge's rubric (calibration.rubric_full: a subtype is the diagnosis); "rubric" is the
+# diagnosis_rubric preset's matcher (narrower_credit 1.0 with Orphanet's hierarchy)
+REPORTED_RUBRIC = {
+    ("diagnosis_zero", "calibration"): Confusion(tp=296, fp=251, fn=117, tn=246),
+    ("diagnosis_zero", "heldout"): Confusion(tp=243, fp=114, fn=98, tn=215),
+    ("fuzzy", "calibration"): Confusion(tp=291, fp=0, fn=122, tn=497),
+    ("fuzzy", "heldout"): Confusion(tp=259, fp=1, fn=82, tn=328),
+    ("rubric", "calibration"): Confusion(tp=339, fp=0, fn=74, tn=497),
+    ("rubric", "heldout"): Confusion(tp=297, fp=1, fn=44, tn=328),
+}
+
+
+def rubric_scorer(mode: str, hypernyms: Path):
+    return scorer("fuzzy", hypernym_path=hypernyms, narrower_credit=1.0) if mode == "rubric" else scorer(mode)
 
 
 @pytest.fixture(scope="module")
@@ -69,10 +86,20 @@ def test_reported_precision_and_recall():
     assert (round(seed.precision, 3), round(seed.recall, 3)) == (0.639, 0.75)
 
 
+@pytest.mark.parametrize(("mode", "split"), list(REPORTED_RUBRIC))
+def test_precision_and_recall_against_the_judges_rubric_are_the_reported_ones(pairs, hypernym_path, mode, split):
+    rows = [p for p in pairs if p.split == split]
+    assert confusion(rubric_scorer(mode, hypernym_path), rows, rubric_full) == REPORTED_RUBRIC[mode, split]
+    rubric, fuzzy = REPORTED_RUBRIC["rubric", "heldout"], REPORTED_RUBRIC["fuzzy", "heldout"]
+    assert (round(rubric.precision, 3), round(rubric.recall, 3)) == (0.997, 0.871)  # docs/rewards.md quotes these
+    assert (round(fuzzy.precision, 3), round(fuzzy.recall, 3)) == (0.996, 0.76)
+
+
 def test_no_orphanet_sibling_gets_full_credit(hypernym_path):
     siblings = orphanet_siblings(hypernym_path)
     assert len(siblings) == 5421
     assert siblings_with_full_credit(scorer("fuzzy"), siblings) == []
+    assert siblings_with_full_credit(rubric_scorer("rubric", hypernym_path), siblings) == []
     # the seed's rule pays most of them: the failure this matcher exists to avoid
     assert len(siblings_with_full_credit(scorer("diagnosis_zero"), siblings)) == 7565
 

@@ -5,6 +5,7 @@ import pytest
 from medzero_pl.rewards.extract import (
     answer_spans,
     check_extraction,
+    copied_from_prompt,
     extract_answer,
     tagged_answer,
     text_after_answer,
@@ -87,3 +88,12 @@ def test_bad_policies_and_fallbacks_are_rejected_with_the_valid_ones():
         check_extraction("first", ["latex"])
     with pytest.raises(ValueError, match="list"):
         check_extraction("first", "boxed")
+
+
+def test_a_reasoning_that_is_a_piece_of_the_prompt_is_copied():
+    prompt = "Answer like this:\n<think>\nreasoning\n</think>\n<answer>B</answer>\nWhich drug?"
+    assert copied_from_prompt("reasoning\n", prompt)
+    assert copied_from_prompt("  REASONING ", prompt)  # case and whitespace aside
+    assert copied_from_prompt("Which   drug?", prompt)  # a copied part of the question
+    assert not copied_from_prompt("The drug inhibits the proteasome.", prompt)
+    assert not copied_from_prompt("  \n", prompt)  # an empty reasoning is counted apart (empty_think)

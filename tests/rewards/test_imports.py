@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "medzero_pl" / "rewards"
-ALLOWED_THIRD_PARTY = {"rapidfuzz", "lingua"}  # lingua: optional backend, imported lazily inside a function
+ALLOWED_THIRD_PARTY = {"rapidfuzz", "lingua", "openai"}  # lingua, openai (the judge): imported lazily in a function
 # medzero_pl.errors is a standard-library-only leaf: the base class every user-facing error shares.
 ALLOWED_PROJECT = ("medzero_pl.rewards", "medzero_pl.errors")
 

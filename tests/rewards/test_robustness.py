@@ -15,10 +15,13 @@ from hypothesis import strategies as st
 from medzero_pl.rewards import REWARDS, build_rewards
 
 HYPERNYMS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "rarearena" / "orphanet_hypernym.json"
-SPECS = [
-    {"name": name, "kwargs": {"max_length": 500} if name in ("cosine_length", "soft_overlong") else {}}
-    for name in REWARDS
-]
+REQUIRED = {
+    "cosine_length": {"max_length": 500},
+    "soft_overlong": {"max_length": 500},
+    # nobody listens on port 9 here: every row falls back, at once
+    "diagnosis_judge": {"base_url": "http://127.0.0.1:9/v1", "model": "m", "retries": 0, "deadline": 2.0},
+}
+SPECS = [{"name": name, "kwargs": REQUIRED.get(name, {})} for name in REWARDS]
 SPECS += [
     {
         "name": "mcq_accuracy",
@@ -31,6 +34,7 @@ SPECS += [
 ]
 if HYPERNYMS.exists():
     SPECS.append({"name": "diagnosis_match", "kwargs": {"hypernym_path": str(HYPERNYMS)}})
+    SPECS.append({"name": "diagnosis_match", "kwargs": {"hypernym_path": str(HYPERNYMS), "narrower_credit": 1.0}})
 REWARD_SET = build_rewards(SPECS)
 
 PIECES = [

@@ -4,7 +4,7 @@
 
 Builds the run like `medzero_pl.fit` does and writes `OUT.rank<N>`: every step's logged loss and grad norm, the
 policy's full weights at the start and at the end (gathered under ZeRO-3), the reference's bytes on this rank,
-the final step and the signal received. Exits like `fit`: 128 + the signal number after a signal, else 0.
+the final step and the signal received, and per step the completions trained on and the module's data position. Exits like `fit`: 128 + the signal number after a signal, else 0.
 `--scripted` replaces generation with completions that depend only on (prompt, sample); `--max-new-tokens=2,16`
 gives rank r its own completion length, so the ranks stop generating at different times.
 
@@ -110,6 +110,8 @@ class Record(Callback):
         self.reference_bytes: int | None = None
         self.wrap = None  # e.g. PromptSeeded: wraps the module's engine at the start
         self.greedy_before: Rollouts | None = None
+        self.rows_trained: list[int] = []
+        self.data_positions: list[int] = []
 
     def on_fit_start(self, trainer, pl_module) -> None:
         if self.scripted:
@@ -125,7 +127,9 @@ class Record(Callback):
         if pl_module.reference is not None:
             self.reference_bytes = local_parameter_bytes(getattr(pl_module.reference, "module", pl_module.reference))
 
-    def on_train_batch_end(self, trainer, pl_module, *args) -> None:
+    def on_train_batch_end(self, trainer, pl_module, outputs, *args) -> None:
+        self.rows_trained.append(len(outputs["completions"]))
+        self.data_positions.append(pl_module.data_position)
         self.losses.append(trainer.callback_metrics["loss"].item())
         self.grad_norms.append(trainer.callback_metrics["grad_norm"].item())
 
@@ -158,6 +162,8 @@ def main(argv: list[str]) -> int:
     result = {
         "losses": record.losses,
         "grad_norms": record.grad_norms,
+        "rows_trained": record.rows_trained,
+        "data_positions": record.data_positions,
         "initial": record.initial,
         "initial_blocks": record.initial_blocks,
         "weights": weights,

@@ -147,6 +147,24 @@ def test_generation_completes_when_ranks_stop_at_different_times(toy, tmp_path):
     assert all(r["global_step"] == 2 for r in results)
 
 
+def test_dynamic_sampling_ranks_draw_and_keep_alike(toy, tmp_path):
+    # A sparse metric (does the completion open with the gold letter?) leaves most groups of the random model without
+    # a spread, and the two ranks find different numbers of informative groups: they must still draw the same
+    # batches and train on the same number of groups, or a ZeRO-3 gather would wait forever.
+    fields = {
+        "trainer.max_steps": 2,
+        "rewards": "[{name: 'tests.toy_task:letter_share'}, {name: 'tests.toy_task:opens_with_letter'}]",
+        "grpo.dynamic_sampling.enable": "true",
+        "grpo.dynamic_sampling.metric": "opens_with_letter",
+        "grpo.dynamic_sampling.max_extra_draws": 2,
+    }
+    results = run(toy, tmp_path, 2, timeout=480, **fields)
+    assert results[0]["data_positions"] == results[1]["data_positions"]
+    assert results[0]["rows_trained"] == results[1]["rows_trained"]
+    assert results[0]["data_positions"][-1] > 2  # extra batches were drawn
+    assert all(r["global_step"] == 2 for r in results)
+
+
 def test_sharded_checkpoint_resumes_to_the_same_weights(toy, tmp_path):
     straight = run(toy, tmp_path / "straight", 2, **{"trainer.max_steps": 3})[0]
     run(toy, tmp_path / "resumed", 2, **{"trainer.max_steps": 2})

@@ -14,6 +14,10 @@ sibling, a broader or a more specific entity does not (partial credit at most). 
 Orphanet siblings are pairs of disorders that share a parent while neither is an ancestor of the other, restricted
 to names close enough to be confused (normalised names with rapidfuzz ``token_sort_ratio`` >= 80); each is scored in
 both directions, and a matcher meant for rewards should give full credit to none of them.
+
+Two labellings: ``full`` as written (a more specific entity is not the diagnosis), and RareArena's judge rubric as
+this project reads it (:func:`rubric_full`: a subtype of the gold, the ``narrower`` pairs, is the diagnosis made;
+see docs/rewards.md, "Narrower and broader answers").
 """
 
 from __future__ import annotations
@@ -89,11 +93,33 @@ def scorer(mode: str, **kwargs: object) -> CandidateScore:
     return MODES[mode](**kwargs)
 
 
-def confusion(score: CandidateScore, pairs: Iterable[LabelledPair]) -> Confusion:
-    """Full credit means a score of 1.0."""
+HAND_SUBTYPES = frozenset(
+    [
+        ("Myotonic dystrophy type 1", "Myotonic dystrophy"),
+        ("Gaucher disease type 1", "Gaucher disease"),
+        ("Classic infantile-onset Pompe disease", "Pompe disease"),
+        ("Idiopathic multicentric Castleman disease", "Castleman disease"),
+        ("Atypical hemolytic uremic syndrome", "Hemolytic uremic syndrome"),
+        ("Juvenile Huntington disease", "Huntington disease"),
+        ("Adult-onset Still disease", "Still disease"),
+    ]
+)
+"""The hand-written ``distinguishing`` pairs whose answer is a subtype of the gold (judged by hand, not by Orphanet)."""
+
+
+def rubric_full(pair: LabelledPair) -> bool:
+    """Does the judge's rubric count the answer as the diagnosis (score 2)? The label, and also a subtype: the
+    ``narrower`` pairs (Orphanet disorders directly below the gold) and :data:`HAND_SUBTYPES`."""
+    return pair.full or pair.kind == "narrower" or (pair.answer, pair.gold) in HAND_SUBTYPES
+
+
+def confusion(
+    score: CandidateScore, pairs: Iterable[LabelledPair], label: Callable[[LabelledPair], bool] | None = None
+) -> Confusion:
+    """Full credit means a score of 1.0; ``label`` says whether it is deserved (default: the pair's ``full``)."""
     counts = {(True, True): 0, (True, False): 0, (False, True): 0, (False, False): 0}
     for pair in pairs:
-        counts[(score(pair.answer, (pair.gold,)) == 1.0, pair.full)] += 1
+        counts[(score(pair.answer, (pair.gold,)) == 1.0, pair.full if label is None else label(pair))] += 1
     return Confusion(counts[True, True], counts[True, False], counts[False, True], counts[False, False])
 
 

@@ -154,10 +154,12 @@ class Lexicon:
     Attributes:
         synonyms: name -> every name equivalent to it (itself included).
         hypernyms: name -> broader names (narrow Orphanet parent categories) of that disease.
+        disorders: Every name of the hypernym file (Orphanet's disorders), whether or not it has narrow parents.
     """
 
     synonyms: Mapping[str, frozenset[str]] = field(default_factory=dict)
     hypernyms: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    disorders: frozenset[str] = frozenset()
 
     def equivalents(self, names: Iterable[str]) -> set[str]:
         """The given normalised names and all their synonyms."""
@@ -172,6 +174,29 @@ class Lexicon:
         for name in self.equivalents(names):
             out |= self.hypernyms.get(name, frozenset())
         return out
+
+    def narrower(self, names: Iterable[str]) -> set[str]:
+        """The Orphanet subtypes of any of the given normalised names (synonyms included): the disorders below them,
+        at any depth, through narrow parents only (a category of at most ``hypernym_max_diseases`` diseases)."""
+        children: dict[str, set[str]] = _children(self)
+        found: set[str] = set()
+        todo = list(self.equivalents(names))
+        while todo:
+            for child in children.get(todo.pop(), ()):
+                if child not in found:
+                    found.add(child)
+                    todo.append(child)
+        return found
+
+
+@lru_cache(maxsize=16)
+def _children(lexicon: Lexicon) -> dict[str, set[str]]:
+    """parent -> its direct children: the hypernym table turned round (once per lexicon)."""
+    out: dict[str, set[str]] = {}
+    for child, parents in lexicon.hypernyms.items():
+        for parent in parents:
+            out.setdefault(parent, set()).add(child)
+    return out
 
 
 def synonym_table(groups: Iterable[Iterable[str]]) -> dict[str, frozenset[str]]:
@@ -233,6 +258,14 @@ def read_hypernyms(path: str | os.PathLike, max_diseases: int = 10) -> dict[str,
     return {name: frozenset(parents) for name, parents in out.items() if parents}
 
 
+def read_disorder_names(path: str | os.PathLike) -> frozenset[str]:
+    """The normalised names of every record of RareArena's ``orphanet_hypernym.json`` (checked by
+    :func:`read_hypernyms`)."""
+    with open(path, encoding="utf-8") as f:
+        data = json.load(f)
+    return frozenset(normalize_name(r["name"]) for r in data if isinstance(r, dict) and isinstance(r.get("name"), str))
+
+
 @lru_cache(maxsize=16)
 def _cached_lexicon(
     builtin: bool, synonyms: tuple[str, float] | None, hypernyms: tuple[str, float] | None, max_diseases: int
@@ -243,6 +276,7 @@ def _cached_lexicon(
     return Lexicon(
         synonyms=synonym_table(groups),
         hypernyms=read_hypernyms(hypernyms[0], max_diseases) if hypernyms else {},
+        disorders=read_disorder_names(hypernyms[0]) if hypernyms else frozenset(),
     )
 
 

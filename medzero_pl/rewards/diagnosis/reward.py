@@ -41,6 +41,7 @@ def _fuzzy_mode(
     hypernym_credit: float = 0.5,
     hypernym_max_diseases: int = 10,
     max_extra_words: int = 3,
+    narrower_credit: float = 0.0,
 ) -> CandidateScore:
     if not _is_number(threshold) or not 0.0 < threshold <= 1.0:
         raise ValueError(f"threshold must be a number in (0, 1], got {threshold!r}")
@@ -49,13 +50,19 @@ def _fuzzy_mode(
     for label, credit in (("partial_credit", partial_credit), ("hypernym_credit", hypernym_credit)):
         if not _is_number(credit) or not 0.0 <= credit < 1.0:
             raise ValueError(f"{label} must be a number in [0, 1), got {credit!r}")
+    if not _is_number(narrower_credit) or not 0.0 <= narrower_credit <= 1.0:
+        raise ValueError(f"narrower_credit must be a number in [0, 1], got {narrower_credit!r}")
+    if narrower_credit and hypernym_path is None:
+        raise ValueError("narrower_credit needs hypernym_path (Orphanet tells a subtype from a sibling)")
     for label, count in (("hypernym_max_diseases", hypernym_max_diseases), ("max_extra_words", max_extra_words)):
         if isinstance(count, bool) or not isinstance(count, int) or count < 0:
             raise ValueError(f"{label} must be a non-negative integer, got {count!r}")
     if not isinstance(builtin_synonyms, bool):
         raise ValueError(f"builtin_synonyms must be true or false, got {builtin_synonyms!r}")
     lexicon = load_lexicon(builtin_synonyms, synonyms_path, hypernym_path, hypernym_max_diseases)
-    matcher = FuzzyMatcher(lexicon, threshold, scorer, partial_credit, hypernym_credit, max_extra_words)
+    matcher = FuzzyMatcher(
+        lexicon, threshold, scorer, partial_credit, hypernym_credit, max_extra_words, narrower_credit
+    )
     return partial(fuzzy_score, matcher=matcher)
 
 
@@ -111,7 +118,9 @@ def diagnosis_match_reward(
             ``partial_credit`` (0.0: credit for a same-family name: a sibling, a broader or a more specific one),
             ``builtin_synonyms`` (True), ``synonyms_path``,
             ``hypernym_path`` (RareArena ``orphanet_hypernym.json``), ``hypernym_credit`` (0.5),
-            ``hypernym_max_diseases`` (10, as RareArena's judge), ``max_extra_words`` (3).
+            ``hypernym_max_diseases`` (10, as RareArena's judge), ``max_extra_words`` (3), ``narrower_credit`` (0.0:
+            credit for a subtype of the gold, an Orphanet disorder below it or the gold's name made more specific;
+            1.0 in the ``diagnosis_rubric`` preset, as the judge counts it; needs ``hypernym_path``).
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {sorted(MODES)}, got {mode!r}")
