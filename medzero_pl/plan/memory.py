@@ -94,8 +94,8 @@ class ModelShape:
         return self.layers * self.layer_params + embeddings + self.hidden
 
     @property
-    def kv_bytes_per_token(self) -> int:
-        """Elements of keys and values one token adds to every layer's cache (times the dtype's bytes)."""
+    def kv_elements_per_token(self) -> int:
+        """Key and value elements one token adds to the cache, over all layers."""
         return 2 * self.layers * self.kv_width
 
 
@@ -143,7 +143,7 @@ class RunShape:
     prompt_tokens: int
     completion_tokens: int
     engine: str
-    """hf or vllm."""
+    """hf, vllm or vllm_server."""
     vllm_fraction: float = 0.5
     vllm_kv_cache_gib: float | None = None
     sleep_mode: bool = False
@@ -255,10 +255,10 @@ def estimate(model: ModelShape, run: RunShape) -> list[Term]:
 def rollout_terms(model: ModelShape, run: RunShape) -> list[Term]:
     rows = run.prompts_per_rank * run.generations
     context = run.prompt_tokens + run.completion_tokens
-    kv = rows * context * model.kv_bytes_per_token * DTYPE_BYTES[run.model_dtype]
+    kv = rows * context * model.kv_elements_per_token * DTYPE_BYTES[run.model_dtype]
     if run.engine == "hf":
         compute = DTYPE_BYTES[run.trained_dtype]
-        kv = rows * context * model.kv_bytes_per_token * compute
+        kv = rows * context * model.kv_elements_per_token * compute
         logits = rows * model.vocab * 4 * 2
         note = f"{rows} rows x {context} tokens"
         terms = [Term("rollout KV cache (hf generate)", kv + logits, "rollout", note)]
@@ -287,7 +287,7 @@ def kv_needed_bytes(model: ModelShape, run: RunShape) -> int:
     """KV cache for every row of a rank's rollout at full length, in the engine's dtype."""
     rows = run.prompts_per_rank * run.generations
     context = run.prompt_tokens + run.completion_tokens
-    return rows * context * model.kv_bytes_per_token * DTYPE_BYTES[run.model_dtype]
+    return rows * context * model.kv_elements_per_token * DTYPE_BYTES[run.model_dtype]
 
 
 def with_vllm_reservation(terms: list[Term], run: RunShape, capacity: int) -> list[Term]:
