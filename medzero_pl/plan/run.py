@@ -66,8 +66,8 @@ KNOWN_CONFIGS: dict[str, dict] = {
         "tie_word_embeddings": True,
     },
 }
-"""The shape fields of the `config.json` of every model `conf/model/` names, so a 7B plan needs no network (copied
-from the models' hub pages)."""
+"""The shape fields of the `config.json` of every model `conf/model/` names, so a 7B plan needs no network (typed from
+the models' published config files, not downloaded here; Qwen2.5-7B's give its published 7.62B parameters)."""
 
 
 def read_model_config(name_or_path: str) -> dict:
