@@ -32,6 +32,7 @@ from medzero_pl.model.attention import resolve_attn_implementation
 from medzero_pl.model.loading import ModelConfig
 from medzero_pl.optim import OptimConfig
 from medzero_pl.paths import CONF_DIR
+from medzero_pl.plan.config import PlanConfig
 from medzero_pl.redaction import redact_secrets
 from medzero_pl.rewards import RewardSpec
 from medzero_pl.rollout.config import RolloutConfig
@@ -63,6 +64,7 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    plan: PlanConfig = field(default_factory=PlanConfig)
     experiment: str | None = None
     """Name of the experiment file in conf/experiment applied on top of the defaults."""
     run_dir: str | None = None

@@ -6,6 +6,9 @@ python -m medzero_pl.fit experiment=rarearena_1.5b print_config=true
 python -m medzero_pl.fit resume=auto                       # continue from the run directory's checkpoint
 python -m medzero_pl.fit --help                            # every field with its default and meaning
 
+On CUDA, a run the memory planner (`python -m medzero_pl.plan`) predicts cannot fit is refused before anything is
+built, with the cheapest change that makes it fit; `plan.check=false` runs it anyway.
+
 What a run is (callbacks, loggers, checkpointing, the run directory's rules) is defined once in
 `medzero_pl/run.py` and shared with the LightningCLI (`python -m medzero_pl fit|validate`).
 """
@@ -16,12 +19,14 @@ import logging
 import sys
 from pathlib import Path
 
+import torch
 from lightning.pytorch import seed_everything
 
 from medzero_pl.config import Config, compose, field_help, to_yaml
 from medzero_pl.data.datamodule import MedZeroDataModule
 from medzero_pl.errors import report_user_errors
 from medzero_pl.module import GRPOModule
+from medzero_pl.plan.run import check_fits
 from medzero_pl.run import MedZeroTrainer, trainer_arguments
 
 log = logging.getLogger("medzero_pl")
@@ -38,6 +43,14 @@ def build(cfg: Config) -> tuple[MedZeroTrainer, GRPOModule, MedZeroDataModule]:
     return trainer, module, datamodule
 
 
+def check_memory(cfg: Config) -> None:
+    """On CUDA, refuse a run the memory planner predicts cannot fit this machine's GPUs (`plan.check=false` skips it;
+    `python -m medzero_pl.plan` prints the whole plan)."""
+    if cfg.trainer.accelerator == "cpu" or not torch.cuda.is_available():
+        return
+    check_fits(cfg, torch.cuda.mem_get_info()[1], devices_if_auto=torch.cuda.device_count())
+
+
 def print_help() -> None:
     print(__doc__)
     print("Fields (key=default: meaning):")
@@ -51,6 +64,7 @@ def run(argv: list[str]) -> int:
     if cfg.print_config:
         print(to_yaml(cfg))
         return 0
+    check_memory(cfg)
     trainer, module, datamodule = build(cfg)
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.resume or None)
     if trainer.stopped_by_signal is not None:

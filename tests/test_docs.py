@@ -6,6 +6,7 @@ A fenced block tagged ``bash``, ``sh``, ``shell`` or ``console``, or not tagged 
 
 - ``python -m medzero_pl.fit key=value ...``: the overrides compose into a valid config (``config.compose``);
   ``--help`` prints the field list.
+- ``python -m medzero_pl.plan key=value ... [--gpu NAME|GIB]``: the overrides compose and ``--gpu`` parses.
 - ``python -m medzero_pl fit|validate ...`` (the LightningCLI): its arguments parse, config file included.
 - ``python -m medzero_pl.eval ...``, ``python -m medzero_pl.export ...``, ``python -m medzero_pl.serve ...`` and
   ``python -m medzero_pl.difficulty ...``: the arguments parse (the difficulty command's overrides compose); the
@@ -211,6 +212,21 @@ def check_fit(args: list[str], workdir: Path) -> None:
         raise Refused(f"error: {err}") from None
 
 
+def check_plan(args: list[str], workdir: Path) -> None:
+    """The planner's `--gpu` parses and its overrides compose as `fit`'s do."""
+    from medzero_pl.plan.__main__ import parse_gpu, split_argv
+
+    if args in (["--help"], ["-h"]):
+        return
+    try:
+        overrides, gpu = split_argv(args)
+        if gpu is not None:
+            parse_gpu(gpu)
+        compose(overrides)
+    except UserError as err:
+        raise Refused(f"error: {err}") from None
+
+
 def check_lightning_cli(args: list[str], workdir: Path) -> None:
     from medzero_pl.__main__ import MedZeroCLI, main
     from medzero_pl.run import cli_config
@@ -294,6 +310,7 @@ def check_pytest(args: list[str], workdir: Path) -> None:
 
 MODULE_CHECKS: dict[str, Callable[[list[str], Path], None]] = {
     "medzero_pl.fit": check_fit,
+    "medzero_pl.plan": check_plan,
     "medzero_pl": check_lightning_cli,
     "medzero_pl.eval": check_eval,
     "medzero_pl.export": check_export,
