@@ -93,6 +93,13 @@ class ModelShape:
         embeddings = self.vocab * self.hidden * (1 if self.tied_embeddings else 2)
         return self.layers * self.layer_params + embeddings + self.hidden
 
+    def lora_params(self, rank: int) -> int:
+        """Adapter parameters at `rank` on every attention and MLP projection (`model.lora`'s default targets): each
+        adapted (in x out) linear adds rank x (in + out)."""
+        h, kv, ffn = self.hidden, self.kv_width, self.intermediate
+        per_layer = 2 * (h + h) + 2 * (h + kv) + 3 * (h + ffn)
+        return self.layers * rank * per_layer
+
     @property
     def kv_elements_per_token(self) -> int:
         """Key and value elements one token adds to the cache, over all layers."""
@@ -147,6 +154,9 @@ class RunShape:
     vllm_fraction: float = 0.5
     vllm_kv_cache_gib: float | None = None
     sleep_mode: bool = False
+    lora_rank: int = 0
+    """`model.lora.r`: 0 trains every parameter; else the base is frozen in `model.dtype` and only float32 adapters
+    have gradients and optimizer state, and the reference is the policy with its adapters off (no copy)."""
 
 
 @dataclass(frozen=True)
@@ -214,15 +224,24 @@ def estimate(model: ModelShape, run: RunShape) -> list[Term]:
     off = "host" if run.offload else "resident"
     trained, ref = DTYPE_BYTES[run.trained_dtype], DTYPE_BYTES[run.model_dtype]
     grad_bytes = 4 if run.zero3 else trained
-    terms = [
-        Term("policy parameters", n * trained // shard, off, f"{n / 1e9:.2f}B x {trained} B / {shard}"),
-        Term("gradients", n * grad_bytes // shard, off, f"x {grad_bytes} B / {shard}"),
-        Term("optimizer state (AdamW)", n * 8 // shard, off, f"x 8 B / {shard}"),
-    ]
-    if run.master_weights:
-        terms.append(Term("float32 master weights", n * 4 // shard, off, f"x 4 B / {shard}"))
-    if run.reference:
-        terms.append(Term("reference", n * ref // shard, off, f"x {ref} B / {shard}"))
+    if run.lora_rank:
+        a = model.lora_params(run.lora_rank)
+        terms = [
+            Term("policy parameters (frozen base)", n * ref // shard, off, f"{n / 1e9:.2f}B x {ref} B / {shard}"),
+            Term("LoRA adapters", a * 4 // shard, off, f"{a / 1e6:.1f}M x 4 B / {shard}, r={run.lora_rank}"),
+            Term("gradients", a * 4 // shard, off, "adapters only"),
+            Term("optimizer state (AdamW)", a * 8 // shard, off, "adapters only"),
+        ]
+    else:
+        terms = [
+            Term("policy parameters", n * trained // shard, off, f"{n / 1e9:.2f}B x {trained} B / {shard}"),
+            Term("gradients", n * grad_bytes // shard, off, f"x {grad_bytes} B / {shard}"),
+            Term("optimizer state (AdamW)", n * 8 // shard, off, f"x 8 B / {shard}"),
+        ]
+        if run.master_weights:
+            terms.append(Term("float32 master weights", n * 4 // shard, off, f"x 4 B / {shard}"))
+        if run.reference:
+            terms.append(Term("reference", n * ref // shard, off, f"x {ref} B / {shard}"))
     with_gc = activation_bytes(model, run, True)
     without_gc = activation_bytes(model, run, False)
     tokens, _ = micro_batch_tokens(run)
@@ -240,7 +259,7 @@ def estimate(model: ModelShape, run: RunShape) -> list[Term]:
         terms.append(Term("DeepSpeed gathered parameters", gathered, "train", "two layers + the embedding"))
         bucket = REDUCE_BUCKET_NUMEL if run.device == "gpu" else min(REDUCE_BUCKET_NUMEL, n)  # CPU: pages touched
         terms.append(Term("DeepSpeed reduce bucket", bucket * DTYPE_BYTES[run.model_dtype], "train"))
-        if run.trained_dtype != "float32":
+        if run.trained_dtype != "float32" and not run.lora_rank:  # LoRA's adapters are float32 already
             step = 4 * min(SUB_GROUP_NUMEL, n // shard)
             terms.append(Term("DeepSpeed step sub-group", step, "host" if run.offload else "step", "float32 gradients"))
     terms += rollout_terms(model, run)

@@ -133,6 +133,7 @@ def run_shape(cfg: Config, model_type: str, device: str, devices_if_auto: int = 
         vllm_fraction=r.gpu_memory_utilization,
         vllm_kv_cache_gib=r.kv_cache_gib if r.kv_cache_gib is not None else CPU_KV_CACHE_GIB,
         sleep_mode=r.enable_sleep_mode,
+        lora_rank=cfg.model.lora.r,
     )
 
 

@@ -89,6 +89,26 @@ def test_sharded_training_state_of_a_7b_on_4_ranks():
     assert terms["reference"] == n * 2 // 4
 
 
+def test_lora_adapter_count_matches_peft_on_every_projection():
+    from peft import LoraConfig, get_peft_model
+
+    model = LlamaForCausalLM(LlamaConfig(**SMALL))
+    targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    adapted = get_peft_model(model, LoraConfig(r=8, target_modules=targets))
+    trainable = sum(p.numel() for p in adapted.parameters() if p.requires_grad)
+    assert shape_from_config({**SMALL, "model_type": "llama"}).lora_params(8) == trainable
+
+
+def test_lora_keeps_training_state_for_the_adapters_only_and_no_reference_copy():
+    model = shape_from_config(QWEN7B)
+    terms = {t.name: t.bytes for t in estimate(model, gpu_run(lora_rank=16))}
+    adapters = model.lora_params(16)
+    assert terms["policy parameters (frozen base)"] == model.params * 2 // 4
+    assert terms["gradients"] == adapters * 4 // 4 and terms["optimizer state (AdamW)"] == adapters * 8 // 4
+    assert "reference" not in terms and "float32 master weights" not in terms
+    assert "DeepSpeed step sub-group" not in terms
+
+
 def test_offload_moves_the_training_state_to_the_host():
     terms = estimate(shape_from_config(QWEN7B), gpu_run(offload=True))
     host = {t.name for t in terms if t.phase == "host"}

@@ -27,7 +27,10 @@ GPU_EXPERIMENTS = sorted(
 
 def test_every_seed_experiment_is_covered():
     assert (
-        sorted(["medqa_usmle", "xpert_usmle", "medxpert", "rarearena_1.5b", "rarearena_3b", "rarearena_7b"])
+        sorted(
+            ["medqa_usmle", "xpert_usmle", "medxpert", "rarearena_1.5b", "rarearena_3b", "rarearena_7b"]
+            + ["medqa_usmle_lora", "medxpert_lora", "xpert_usmle_lora", "rarearena_7b_lora"]
+        )
         == GPU_EXPERIMENTS
     )
 
