@@ -28,6 +28,7 @@ from medzero_pl.errors import report_user_errors
 from medzero_pl.module import GRPOModule
 from medzero_pl.plan.run import check_fits
 from medzero_pl.run import MedZeroTrainer, trainer_arguments
+from medzero_pl.strategies import leave_process_group
 
 log = logging.getLogger("medzero_pl")
 
@@ -67,6 +68,7 @@ def run(argv: list[str]) -> int:
     check_memory(cfg)
     trainer, module, datamodule = build(cfg)
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.resume or None)
+    leave_process_group()
     if trainer.stopped_by_signal is not None:
         log.warning(
             "stopped by signal %d; resume with: python -m medzero_pl.fit ... resume=auto", trainer.stopped_by_signal

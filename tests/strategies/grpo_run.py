@@ -31,7 +31,7 @@ from medzero_pl.callbacks.weight_sync import WeightSync
 from medzero_pl.config import compose
 from medzero_pl.fit import build
 from medzero_pl.rollout.base import Rollouts, SamplingParams
-from medzero_pl.strategies import full_named_parameters
+from medzero_pl.strategies import full_named_parameters, leave_process_group
 from medzero_pl.strategies.deepspeed import local_parameter_bytes
 
 
@@ -178,6 +178,7 @@ def main(argv: list[str]) -> int:
         "engine_digests": engine_digests,
     }
     torch.save(result, f"{out}.rank{trainer.global_rank}")
+    leave_process_group()  # as fit does
     return 128 + trainer.stopped_by_signal if trainer.stopped_by_signal else 0
 
 
