@@ -18,6 +18,7 @@ from medzero_pl.plan.memory import (
     peak,
     shape_from_config,
 )
+from medzero_pl.plan.run import KNOWN_CONFIGS
 
 SMALL = {
     "hidden_size": 64,
@@ -28,16 +29,7 @@ SMALL = {
     "vocab_size": 1000,
     "max_position_embeddings": 256,
 }
-QWEN7B = {
-    "model_type": "qwen2",
-    "hidden_size": 3584,
-    "intermediate_size": 18944,
-    "num_hidden_layers": 28,
-    "num_attention_heads": 28,
-    "num_key_value_heads": 4,
-    "vocab_size": 152064,
-    "tie_word_embeddings": False,
-}
+QWEN7B = KNOWN_CONFIGS["Qwen/Qwen2.5-7B-Instruct"]  # the planner's own table, checked against the published size
 
 
 def gpu_run(**changes) -> RunShape:
