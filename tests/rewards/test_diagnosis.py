@@ -419,6 +419,12 @@ class TestNarrowerAnswers:
         with pytest.raises(ValueError, match=r"narrower_credit must be a number in \[0, 1\]"):
             diagnosis_match_reward(narrower_credit=1.5, hypernym_path="x")
 
+    @pytest.mark.parametrize("key", ["hypernym_path", "synonyms_path"])
+    def test_a_missing_lexicon_file_is_refused_naming_the_key_and_where_the_presets_expect_it(self, key, tmp_path):
+        missing = tmp_path / "data" / "rarearena" / "orphanet_hypernym.json"
+        with pytest.raises(ValueError, match=rf"{key}: no file '{missing}'.*data/rarearena/"):
+            diagnosis_match_reward(mode="fuzzy", **{key: str(missing)})
+
     def test_the_preset_scores_them_through_the_reward(self, hypernym_path):
         specs = yaml.safe_load(
             (Path(__file__).resolve().parents[2] / "conf" / "rewards" / "diagnosis_rubric.yaml").read_text()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
@@ -59,6 +60,12 @@ def _fuzzy_mode(
             raise ValueError(f"{label} must be a non-negative integer, got {count!r}")
     if not isinstance(builtin_synonyms, bool):
         raise ValueError(f"builtin_synonyms must be true or false, got {builtin_synonyms!r}")
+    for label, path in (("synonyms_path", synonyms_path), ("hypernym_path", hypernym_path)):
+        if path is not None and not os.path.isfile(path):
+            raise ValueError(
+                f"{label}: no file {os.fspath(path)!r} (relative to {os.getcwd()}); the diagnosis presets expect "
+                "RareArena's benchmark_data files under data/rarearena/ (docs/rewards.md)"
+            )
     lexicon = load_lexicon(builtin_synonyms, synonyms_path, hypernym_path, hypernym_max_diseases)
     matcher = FuzzyMatcher(
         lexicon, threshold, scorer, partial_credit, hypernym_credit, max_extra_words, narrower_credit
