@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from tests.callbacks.test_best_checkpoint import val_rewards
+from tests.model.test_lora import lora_overrides
 from tests.toy_task import toy_overrides
 
 pytestmark = pytest.mark.slow
@@ -104,3 +105,31 @@ def test_best_ckpt_survives_sigterm_and_resume(toy, tmp_path):
     history = [v for _, v in val_rewards(tmp_path)]  # both sessions' validations
     assert after["score"] >= before["score"] and after["score"] == pytest.approx(max(history))
     assert saved_step(tmp_path / "checkpoints" / "best.ckpt") == after["step"]
+
+
+def test_a_lora_run_stopped_by_sigterm_resumes_bitwise_equal_to_an_uninterrupted_run(toy, tmp_path):
+    steps = 12
+    fields = {"trainer.max_steps": steps, "trainer.checkpoint_every_n_steps": 10_000, "logging.log_completions": 1}
+    straight = start(lora_overrides(toy, tmp_path / "straight", **fields))
+    assert straight.wait(timeout=300) == 0, straight.stderr.read()[-2000:]
+
+    stopped = lora_overrides(toy, tmp_path / "stopped", **fields)
+    proc = start(stopped)
+    wait_for_steps(tmp_path / "stopped" / "completions.jsonl", 3, proc)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == 128 + signal.SIGTERM
+    assert 3 <= saved_step(tmp_path / "stopped" / "checkpoints" / "last.ckpt") < steps
+    resumed = start([*stopped, "resume=auto"])
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read()[-2000:]
+
+    want, got = (
+        torch.load(p / "checkpoints" / "last.ckpt", weights_only=True)
+        for p in (tmp_path / "straight", tmp_path / "stopped")
+    )
+    assert got["global_step"] == want["global_step"] == steps
+    assert want["state_dict"].keys() == got["state_dict"].keys() and all(".lora_" in k for k in want["state_dict"])
+    for name, tensor in want["state_dict"].items():
+        assert torch.equal(tensor, got["state_dict"][name]), name
+    for slot, state in want["optimizer_states"][0]["state"].items():
+        for key, tensor in state.items():
+            assert torch.equal(tensor, got["optimizer_states"][0]["state"][slot][key]), (slot, key)
