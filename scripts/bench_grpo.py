@@ -107,6 +107,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="medzero_pl: grpo.dynamic_sampling on (metric mcq_accuracy): keep informative groups, draw more prompts",
     )
+    p.add_argument(
+        "--ds-metric", default="mcq_accuracy", help="medzero_pl: grpo.dynamic_sampling.metric (total or a reward name)"
+    )
+    p.add_argument("--prompt", default="open_medical_r1", help="both trainers: conf/prompt/<name>.yaml")
+    p.add_argument("--rewards", default="mcq", help="both trainers: conf/rewards/<name>.yaml (weighted total)")
     p.add_argument("--generations", type=int, default=4, help="completions per prompt (G)")
     p.add_argument("--max-new-tokens", type=int, default=64, help="completion length limit")
     p.add_argument("--steps", type=int, default=3, help="GRPO steps per run (K); the first is excluded from medians")
@@ -197,6 +202,8 @@ def prepare(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "prompts_file": str(workdir / "prompts.jsonl"),
         "rollout_prompts_file": str(workdir / "rollout_prompts.jsonl"),
         "quick": args.quick,
+        "prompt": args.prompt,
+        "rewards": args.rewards,
     }
 
 
@@ -222,7 +229,7 @@ def _examples(path: str):
 def prompt_overrides(prepared: dict[str, Any]) -> list[str]:
     if prepared["quick"]:
         return ["prompt.system=null", "prompt.user='{question}{choices}'"]
-    return ["prompt=open_medical_r1"]
+    return [f"prompt={prepared['prompt']}"]
 
 
 def medzero_overrides(prepared: dict[str, Any], prompts: int, extra: list[str]) -> list[str]:
@@ -232,7 +239,7 @@ def medzero_overrides(prepared: dict[str, Any], prompts: int, extra: list[str]) 
         "data.val_fraction=0",
         f"data.prompts_per_step={prompts}",
         *prompt_overrides(prepared),
-        "rewards=mcq",
+        f"rewards={prepared['rewards']}",
         *extra,
     ]
 
@@ -352,7 +359,7 @@ def run_medzero(args: argparse.Namespace, prepared: dict[str, Any], workdir: Pat
         f"grpo.shared_prompt_forward={str(not args.no_shared_prompt).lower()}",
         f"grpo.fused_lm_head={str(not args.no_fused_head).lower()}",
         *(
-            ["grpo.dynamic_sampling.enable=true", "grpo.dynamic_sampling.metric=mcq_accuracy"]
+            ["grpo.dynamic_sampling.enable=true", f"grpo.dynamic_sampling.metric={args.ds_metric}"]
             if args.dynamic_sampling
             else []
         ),
@@ -428,7 +435,7 @@ def run_trl(args: argparse.Namespace, prepared: dict[str, Any], workdir: Path) -
     cfg = compose(medzero_overrides(prepared, 1, ["grpo.micro_batch_size=1"]))
     items, tokenizer = load_items(prepared, prepared["prompts_file"])
     examples = _examples(prepared["prompts_file"])
-    if tokenizer.chat_template:
+    if tokenizer.chat_template and not cfg.prompt.completion_prefix:
         prompts = [render_messages(ex, cfg.prompt) for ex in examples]  # TRL applies the chat template itself
     else:
         prompts = [item["prompts"] for item in items]

@@ -42,3 +42,17 @@ def test_pass_rates_of_the_training_questions_land_beside_the_run(toy, tmp_path,
     datamodule.setup("fit")
     assert len(datamodule.train_items) == 8
     assert {item["id"] for item in datamodule.train_items} == {r["id"] for r in rows}
+
+
+@pytest.mark.slow
+def test_the_vllm_engine_measures_pass_rates_too(toy, tmp_path, capsys):
+    pytest.importorskip("vllm")
+    from tests.rollout.test_vllm import vllm_model_dir
+
+    model = vllm_model_dir(tmp_path / "model")  # head_dim 32: what vLLM's CPU attention supports
+    engine = {"model.name_or_path": model, "rollout.max_model_len": 256, "rollout.kv_cache_gib": 0.05}
+    overrides = toy_overrides(toy, tmp_path / "run", **{"data.train_size": 8, **engine})
+    assert main([*overrides, "--samples", "2", "--batch-size", "4", "--engine", "vllm"]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "run" / "pass_rates.jsonl").read_text().splitlines()]
+    assert len(rows) == 8 and all(r["samples"] == 2 and r["pass_rate"] in (0.0, 0.5, 1.0) for r in rows)
+    assert "pass rates of 8 questions (2 samples each)" in capsys.readouterr().out
