@@ -43,7 +43,7 @@ way into `LLM.generate`; TRL: `generation_kwargs`). `--rollout-only` is always f
 
 Informative completions per hour: completions in groups whose advantages are not all 0 (medzero_pl: read from the
 advantages the step trained on; TRL: groups whose total rewards differ), per hour of step wall time. The figure that
-dynamic sampling (`--dynamic-sampling`, medzero_pl only: `grpo.dynamic_sampling` with metric mcq_accuracy; give it a
+dynamic sampling (`--dynamic-sampling`, medzero_pl only: `grpo.dynamic_sampling` with metric `--ds-metric`; give it a
 `--pool` to draw from) is meant to raise:
 
     python scripts/bench_grpo.py --prompts 2 --generations 8 --max-new-tokens 128 --pool 64 --steps 20 --dynamic-sampling
@@ -105,7 +105,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--dynamic-sampling",
         action="store_true",
-        help="medzero_pl: grpo.dynamic_sampling on (metric mcq_accuracy): keep informative groups, draw more prompts",
+        help="medzero_pl: grpo.dynamic_sampling on (metric --ds-metric): keep informative groups, draw more prompts",
     )
     p.add_argument(
         "--ds-metric", default="mcq_accuracy", help="medzero_pl: grpo.dynamic_sampling.metric (total or a reward name)"

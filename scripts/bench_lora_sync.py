@@ -17,6 +17,7 @@ import json
 import os
 import tempfile
 import time
+from typing import Any
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -77,14 +78,14 @@ def main() -> None:
         from vllm import LLM
 
         kwargs = engine_kwargs(path, settings, Placement(), cuda=torch.cuda.is_available())
-        llm = LLM(**kwargs, enable_lora=True, max_lora_rank=args.rank, max_loras=1)
+        engine, llm = None, LLM(**kwargs, enable_lora=True, max_lora_rank=args.rank, max_loras=1)
     startup = time.perf_counter() - started
 
     sync_s, rollout_s, tokens, adapter_dir = [], [], 0, tempfile.mkdtemp(prefix="lora_sync_")
     for k in range(args.syncs):
         step_adapters(policy, k)
         t = time.perf_counter()
-        if args.mode == "merged":
+        if engine is not None:
             engine.update_weights(sync_parameters(policy, policy.named_parameters()))
         else:
             from vllm.lora.request import LoRARequest
@@ -93,11 +94,11 @@ def main() -> None:
             request = LoRARequest(f"policy-{k}", k + 1, adapter_dir)
         sync_s.append(time.perf_counter() - t)
         t = time.perf_counter()
-        rollouts = generate(llm, engine if args.mode == "merged" else None, prompts, args.n, sample, request)
+        rollouts = generate(llm, engine, prompts, args.n, sample, request)
         rollout_s.append(time.perf_counter() - t)
         tokens += sum(len(ids) for ids in rollouts)
 
-    ours = generate(llm, engine if args.mode == "merged" else None, prompts, 1, greedy, request)
+    ours = generate(llm, engine, prompts, 1, greedy, request)
     reference = HFRolloutEngine(policy, tokenizer).generate(prompts, 1, greedy).completion_ids
     eos = tokenizer.eos_token_id
     ours, reference = ([ids[:-1] if ids[-1:] == [eos] else ids for ids in rows] for rows in (ours, reference))
@@ -116,7 +117,14 @@ def main() -> None:
     )
 
 
-def generate(llm, engine, prompts, n, sampling, request) -> list[list[int]]:
+def generate(
+    llm: Any,
+    engine: VLLMEngine | None,
+    prompts: list[list[int]],
+    n: int,
+    sampling: SamplingParams,
+    request: Any,
+) -> list[list[int]]:
     """Completion ids: through our engine (merged weights) or straight through vLLM with the adapter request."""
     if engine is not None:
         return engine.generate(prompts, n, sampling).completion_ids
